@@ -1,0 +1,17 @@
+# The two commands of the README: `make demo` and `make test`. Both set up the environment themselves.
+SHELL := /bin/bash
+ENV_SCRIPT := tools/make_env.sh
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: env test demo
+env:  ## create or reuse the pinned virtual environment; its directory is the last line printed
+	@bash $(ENV_SCRIPT)
+
+test:  ## set up, then run the whole test suite (slow tests included)
+	@set -o pipefail; venv=$$(bash $(ENV_SCRIPT) | tail -n 1) && \
+	  WANDB_MODE=offline "$$venv/bin/python" -m pytest $(PYTEST_ARGS)
+
+demo:  ## set up, then run the whole pipeline on the embedded demo corpus
+	@set -o pipefail; venv=$$(bash $(ENV_SCRIPT) | tail -n 1) && \
+	  PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m tools.demo $(DEMO_ARGS)

@@ -1,0 +1,105 @@
+"""Shared pytest fixtures: small synthetic music-like audio made in tmp_path, fairseq manifests and labels.
+
+Everything here writes the on-disk formats users have (fairseq ``{split}.tsv``/``{split}.km``/``dict.km.txt``),
+so tests exercise the same readers as real runs.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+os.environ.setdefault("WANDB_MODE", "offline")  # nothing in the test session may try the network
+os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+USER_DIR = REPO / "music_ssl"
+SAMPLE_RATE = 16000
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+def synth_clip(seconds: float, seed: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A music-like test signal: a few harmonic notes with decaying envelopes plus a little noise.
+
+    Returns:
+        (samples,) float32 in [-1, 1] at ``sample_rate``.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    out = 0.01 * rng.standard_normal(n)
+    note_len = max(n // 4, 1)
+    for start in range(0, n, note_len):
+        f0 = 110.0 * 2 ** (rng.integers(0, 36) / 12)
+        seg = t[start:start + note_len] - t[start]
+        env = np.exp(-3.0 * seg)
+        for h in range(1, 5):
+            out[start:start + note_len] += env * np.sin(2 * np.pi * f0 * h * seg) / (h * 2)
+    return (0.9 * out / np.max(np.abs(out))).astype(np.float32)
+
+
+def write_clips(folder: Path, n: int, seconds: float, seed: int = 0, ext: str = "wav") -> list[Path]:
+    """Write ``n`` synthetic clips of ``seconds`` each (16 kHz mono) into ``folder``; return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"clip{i:03d}.{ext}"
+        sf.write(path, synth_clip(seconds, seed + i), SAMPLE_RATE)
+        paths.append(path)
+    return paths
+
+
+def write_manifest(tsv: Path, root: Path, paths: list[Path]) -> Path:
+    """fairseq manifest: root line, then ``relpath<TAB>num_samples`` per file."""
+    rows = [str(root)] + [f"{p.relative_to(root)}\t{sf.info(p).frames}" for p in paths]
+    tsv.write_text("\n".join(rows) + "\n")
+    return tsv
+
+
+def write_random_labels(tsv: Path, km: Path, label_rate: float, k: int, seed: int = 0) -> None:
+    """Random integer labels at ``label_rate`` Hz for every manifest row, plus ``dict.km.txt`` beside them."""
+    rng = np.random.default_rng(seed)
+    lines = tsv.read_text().splitlines()[1:]
+    with open(km, "w") as f:
+        for line in lines:
+            n_frames = int(np.ceil(int(line.split("\t")[1]) / SAMPLE_RATE * label_rate))
+            f.write(" ".join(map(str, rng.integers(0, k, n_frames))) + "\n")
+    (km.parent / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(k)))
+
+
+@pytest.fixture
+def audio_corpus(tmp_path):
+    """8 train + 2 valid synthetic clips of 2 s with manifests and random 50 Hz k=8 labels.
+
+    Returns the data dir holding ``train.tsv``, ``valid.tsv``, ``{split}.km``, ``dict.km.txt``.
+    """
+    data = tmp_path / "data"
+    audio = tmp_path / "audio"
+    train = write_clips(audio / "train", 8, 2.0, seed=0)
+    valid = write_clips(audio / "valid", 2, 2.0, seed=100)
+    data.mkdir()
+    for split, paths in (("train", train), ("valid", valid)):
+        write_manifest(data / f"{split}.tsv", audio, paths)
+        write_random_labels(data / f"{split}.tsv", data / f"{split}.km", 50, 8)
+    return data
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run a console command with this interpreter's bin dir first on PATH; raise with its output on failure."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
