@@ -55,7 +55,8 @@ main() {
   flock 9
   [ -f "$venv/.complete" ] || build_venv "$venv" "$repo"
   # the package itself: cheap, re-pointed at this clone each time (console scripts + `import music_ssl`)
-  "$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo" >&2
+  local log; log=$("$venv/bin/python" -m pip install -q --no-deps --no-build-isolation -e "$repo" 2>&1) \
+    || { echo "$log" >&2; echo "make_env: installing $repo into $venv failed (see above)" >&2; return 1; }
   echo "$venv"
 }
 
