@@ -1,0 +1,1 @@
+"""Registered fairseq models: music2vec and MusicHuBERT (plus their shared hidden-state extraction)."""

@@ -1,0 +1,54 @@
+"""music2vec (Li et al. 2022, arXiv:2212.02508): data2vec-audio pretraining on music.
+
+The student sees masked audio and regresses the average of the top-K layers of an EMA teacher that sees
+the whole clip. fairseq's :class:`Data2VecAudioModel` already implements the student, the EMA teacher
+(:class:`fairseq.modules.EMAModule`, decay annealed linearly from ``ema_decay`` to ``ema_end_decay`` over
+``ema_anneal_end_step`` updates), the top-K average and the instance-normalised targets; this subclass
+only sets the music2vec defaults, validates them, works on CPU process groups too, and exposes every
+hidden state for probing and label iteration 2.
+"""
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from fairseq.examples.data2vec.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
+from fairseq.models import register_model
+
+from .hidden_states import HiddenStatesMixin
+
+
+@dataclass
+class Music2VecConfig(Data2VecAudioConfig):
+    """data2vec-audio with the music2vec paper's target defaults (top-8 layers, instance norm per layer)."""
+
+    average_top_k_layers: int = field(
+        default=8, metadata={"help": "teacher layers averaged into the target (music2vec: 8 base, 12 ablation)"})
+    instance_norm_target_layer: bool = field(
+        default=True, metadata={"help": "instance-normalise each teacher layer over time before averaging"})
+
+
+@register_model("music2vec", dataclass=Music2VecConfig)
+class Music2VecModel(HiddenStatesMixin, Data2VecAudioModel):
+    """data2vec-audio student + EMA teacher, for music (see module docstring)."""
+
+    def __init__(self, cfg: Music2VecConfig):
+        if not 1 <= cfg.average_top_k_layers <= cfg.encoder_layers:
+            raise ValueError(f"model.average_top_k_layers={cfg.average_top_k_layers} must be in "
+                             f"1..model.encoder_layers={cfg.encoder_layers}: set it to at most the number of layers.")
+        super().__init__(cfg)
+
+    @staticmethod
+    def compute_var(y: torch.Tensor) -> torch.Tensor:
+        """Mean over channels of the std of ``y`` (N, C) across all workers; works on gloo (CPU) as well.
+
+        The parent moves the count to CUDA unconditionally, which breaks CPU process groups.
+        """
+        y = y.view(-1, y.size(-1))
+        if not (dist.is_available() and dist.is_initialized()):
+            return torch.sqrt(y.var(dim=0) + 1e-6).mean()
+        count = torch.tensor(float(y.size(0)), device=y.device)
+        total, total_sq = y.sum(dim=0), (y ** 2).sum(dim=0)
+        for value in (count, total, total_sq):
+            dist.all_reduce(value)
+        var = total_sq / (count - 1) - total ** 2 / (count * (count - 1))
+        return torch.sqrt(var + 1e-6).mean()

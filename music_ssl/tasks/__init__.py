@@ -1,0 +1,1 @@
+"""Registered fairseq tasks: music2vec and MusicHuBERT pretraining."""
