@@ -1,0 +1,1 @@
+"""Audio data: manifests, validated audio reading, cropping and label alignment."""
