@@ -103,3 +103,37 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.Comp
     if proc.returncode != 0:
         raise AssertionError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def session_corpus(tmp_path_factory):
+    """Like ``audio_corpus`` but made once per test session (shared by the tiny checkpoints)."""
+    tmp = tmp_path_factory.mktemp("session_corpus")
+    data, audio = tmp / "data", tmp / "audio"
+    data.mkdir()
+    for split, n, seed in (("train", 8, 0), ("valid", 2, 100)):
+        paths = write_clips(audio / split, n, 2.0, seed=seed)
+        write_manifest(data / f"{split}.tsv", audio, paths)
+        write_random_labels(data / f"{split}.tsv", data / f"{split}.km", 50, 8)
+    return data
+
+
+def train_tiny(config_name: str, data: Path, save_dir: Path, *overrides: str, max_update: int = 2) -> Path:
+    """Train ``config/pretrain/<config_name>`` for ``max_update`` updates on CPU; returns checkpoint_last.pt."""
+    run_cli([
+        "fairseq-hydra-train", "--config-dir", str(REPO / "config" / "pretrain"), "--config-name", config_name,
+        f"task.data={data}", f"checkpoint.save_dir={save_dir}", f"common.user_dir={USER_DIR}",
+        f"optimization.max_update={max_update}", f"hydra.run.dir={save_dir / 'hydra'}", *overrides,
+    ], cwd=save_dir.parent)
+    return save_dir / "checkpoint_last.pt"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory, session_corpus):
+    """``{"music2vec": path, "music_hubert": path}``: tiny models trained 2 updates once per session."""
+    out = tmp_path_factory.mktemp("tiny_checkpoints")
+    hubert_labels = (f"task.label_dir={session_corpus}", "task.label_rate=50")
+    return {
+        "music2vec": train_tiny("music2vec_tiny", session_corpus, out / "music2vec"),
+        "music_hubert": train_tiny("music_hubert_tiny", session_corpus, out / "music_hubert", *hubert_labels),
+    }

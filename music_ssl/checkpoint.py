@@ -1,0 +1,206 @@
+"""Frozen encoders from fairseq checkpoints: every hidden state of music2vec, MusicHuBERT and stock models.
+
+:class:`FrozenEncoder` is what probing (``music_ssl.probe``) and label iteration 2 (``music_ssl.labels``)
+use to turn audio into features. It loads any wav2vec2-family fairseq checkpoint — ``music2vec``,
+``music_hubert`` and stock ``hubert`` / ``wav2vec2`` / ``data2vec_audio`` — with
+``torch.load(weights_only=True)`` (``import music_ssl`` allows fairseq's ``Dictionary``), in eval mode.
+"""
+import hashlib
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .models.hidden_states import extract_hidden_states
+
+logger = logging.getLogger(__name__)
+
+PRETRAINING_ONLY_KEYS = ("_ema",)  # data2vec's EMA teacher weights: not part of the encoder
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot serve as an encoder; the message names the file and the fix."""
+
+
+def file_sha256(path: Path, block: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def conv_geometry(conv_feature_layers: str) -> Tuple[int, int]:
+    """(receptive field, stride) in samples of a fairseq conv stack spec like ``"[(512,10,5)] + …"``."""
+    layers = eval(conv_feature_layers)  # fairseq's own format: a Python list expression of (dim, kernel, stride)
+    field, stride = 1, 1
+    for _dim, kernel, step in layers:
+        field += (kernel - 1) * stride
+        stride *= step
+    return field, stride
+
+
+def conv_frames(num_samples: torch.Tensor, conv_feature_layers: str) -> torch.Tensor:
+    """Frames the conv stack gives for ``num_samples`` (any int tensor shape), as fairseq computes them."""
+    frames = num_samples.clone()
+    for _dim, kernel, step in eval(conv_feature_layers):
+        frames = torch.div(frames - kernel, step, rounding_mode="floor") + 1
+    return frames.clamp(min=0)
+
+
+def load_fairseq_model(path: Path, random_init: bool = False, seed: int = 0):
+    """Build the model a fairseq checkpoint describes; load its weights unless ``random_init``.
+
+    Returns (model in eval mode on CPU, cfg). ``random_init`` gives the same architecture with fresh
+    initial weights (seeded), the baseline every probing table needs.
+    """
+    from fairseq import checkpoint_utils, tasks
+
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    except Exception as err:  # unpickling, truncation, not a checkpoint at all
+        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({err}); "
+                              f"pass checkpoint_best.pt / checkpoint_last.pt written by fairseq-hydra-train.") from err
+    cfg = state.get("cfg")
+    if cfg is None or cfg.get("model") is None:
+        raise CheckpointError(f"{path}: no model config inside (a pre-hydra fairseq checkpoint?); "
+                              f"re-save it with a current fairseq.")
+    task = tasks.setup_task(cfg.task, from_checkpoint=True)
+    if "task_state" in state:
+        task.load_state_dict(state["task_state"])
+    torch.manual_seed(seed)
+    model = task.build_model(cfg.model, from_checkpoint=True)
+    if not hasattr(model, "encoder") or not hasattr(model, "feature_extractor"):
+        raise CheckpointError(f"{path}: model '{cfg.model._name}' is not a wav2vec2-family encoder "
+                              f"(music2vec, music_hubert, hubert, wav2vec2, data2vec_audio).")
+    if not random_init:
+        weights = {k: v for k, v in state["model"].items() if k not in PRETRAINING_ONLY_KEYS}
+        model.load_state_dict(weights, strict=True, model_cfg=cfg.model)
+    return model.eval(), cfg
+
+
+class FrozenEncoder:
+    """A frozen wav2vec2-family encoder from a fairseq checkpoint, giving every hidden state.
+
+    Attributes: ``sample_rate`` (Hz, from the task), ``normalize`` (waveform layer norm, applied inside),
+    ``frame_rate`` (Hz, sample_rate / conv stride: 50 for the standard stack), ``num_layers`` (L; there are
+    L + 1 hidden states), ``dim`` (C), ``sha256`` (checkpoint content; ``+random-init`` appended for a
+    random-init encoder), ``device``.
+    """
+
+    def __init__(self, model, cfg, sha256: str, device: torch.device):
+        self.model = model.to(device)
+        self.device = device
+        self.sha256 = sha256
+        self.sample_rate = int(cfg.task.sample_rate)
+        self.normalize = bool(cfg.task.get("normalize", False))
+        self.conv_layers = cfg.model.conv_feature_layers
+        self.receptive_field, self.stride = conv_geometry(self.conv_layers)
+        self.frame_rate = self.sample_rate / self.stride
+        self.num_layers = len(model.encoder.layers)
+        self.dim = int(cfg.model.encoder_embed_dim)
+
+    @classmethod
+    def from_checkpoint(cls, path, device=None, random_init: bool = False, seed: int = 0) -> "FrozenEncoder":
+        """Load ``path`` (fairseq ``.pt``) on ``device`` (default: CUDA when present, else CPU)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: checkpoint not found; train one with fairseq-hydra-train "
+                                    f"(checkpoints/checkpoint_best.pt) or fix the path.")
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model, cfg = load_fairseq_model(path, random_init, seed)
+        sha = file_sha256(path) + (f"+random-init-{seed}" if random_init else "")
+        logger.info("%s: %s, %d layers x %d, %s", path, cfg.model._name, len(model.encoder.layers),
+                    cfg.model.encoder_embed_dim, "random init" if random_init else "pretrained")
+        return cls(model, cfg, sha, device)
+
+    def frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames (int64) the conv stack gives for ``num_samples`` samples."""
+        return conv_frames(num_samples.long(), self.conv_layers)
+
+    def __call__(self, audio: torch.Tensor, lengths: Optional[torch.Tensor] = None
+                 ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Every hidden state of a batch.
+
+        Args:
+            audio: (B, S) float32 in [-1, 1] at ``sample_rate``; samples past ``lengths`` are ignored.
+            lengths: (B,) int64 valid samples per item, or None (all S).
+
+        Returns:
+            (hidden, frame_lengths): L + 1 tensors (B, T, C) on ``device`` — index 0 the Transformer input,
+            index i the output of layer i — and (B,) int64 valid frames per item.
+        """
+        return self.forward(audio, lengths, self.normalize)
+
+    @torch.no_grad()
+    def forward(self, audio: torch.Tensor, lengths: Optional[torch.Tensor], normalize: bool):
+        """``__call__`` with the waveform normalisation chosen by the caller."""
+        audio = torch.as_tensor(audio, dtype=torch.float32).to(self.device)  # (B, S)
+        batch, samples = audio.shape
+        lengths = torch.full((batch,), samples) if lengths is None else torch.as_tensor(lengths).long().cpu()
+        if int(lengths.min()) < self.receptive_field:
+            raise ValueError(f"audio of {int(lengths.min())} samples is shorter than the encoder's receptive field "
+                             f"({self.receptive_field} samples); drop or pad such clips.")
+        padding = torch.arange(samples)[None, :] >= lengths[:, None]  # (B, S) True = padded
+        audio = self.prepare(audio, lengths, padding.to(self.device), normalize)
+        frame_lengths = self.frames(lengths)  # (B,)
+        if padding.any():  # padding leaks into group-norm conv stacks and stacked positional convs: run alone
+            hidden = self.run_items(audio, lengths, int(frame_lengths.max()))
+        else:
+            hidden, _ = extract_hidden_states(self.model, audio)
+        return [h[:, : int(frame_lengths.max())] for h in hidden], frame_lengths
+
+    @staticmethod
+    def prepare(audio: torch.Tensor, lengths: torch.Tensor, padding: torch.Tensor, normalize: bool) -> torch.Tensor:
+        """Zero the padding and, if ``normalize``, layer-normalise each item over its valid samples."""
+        audio = audio.masked_fill(padding, 0.0)
+        if not normalize:
+            return audio
+        for i, n in enumerate(lengths.tolist()):
+            audio[i, :n] = F.layer_norm(audio[i, :n], (n,))
+        return audio
+
+    def run_items(self, audio: torch.Tensor, lengths: torch.Tensor, frames: int) -> List[torch.Tensor]:
+        """Item-by-item forward (each item exactly as if alone), zero-padded to ``frames``: L + 1 × (B, T, C)."""
+        per_item = [extract_hidden_states(self.model, audio[i: i + 1, :n])[0] for i, n in enumerate(lengths.tolist())]
+        return [torch.cat([F.pad(item[layer], (0, 0, 0, frames - item[layer].size(1))) for item in per_item])
+                for layer in range(self.num_layers + 1)]
+
+    def encode_long(self, audio: np.ndarray, chunk_seconds: float = 30.0, layers: Optional[Sequence[int]] = None,
+                    batch_chunks: int = 4) -> List[np.ndarray]:
+        """Hidden states of a whole file of any length, computed in chunks so memory stays bounded.
+
+        Chunks start on frame boundaries and carry the conv stack's extra receptive field, so every frame
+        is the one the whole-file conv stack gives and the result has exactly that many frames.
+
+        Args:
+            audio: (S,) float32 waveform at ``sample_rate``.
+            chunk_seconds: chunk length (the Transformer sees at most this much context).
+            layers: hidden-state indices to return (default all L + 1, in order).
+            batch_chunks: chunks per forward pass.
+
+        Returns:
+            one float32 array (T, C) per requested layer, T = frames of the whole file.
+        """
+        layers = list(range(self.num_layers + 1)) if layers is None else list(layers)
+        wav = torch.as_tensor(np.asarray(audio, dtype=np.float32))
+        if self.normalize:  # training normalised whole files before cropping; do the same
+            wav = F.layer_norm(wav, wav.shape)
+        total = int(self.frames(torch.tensor(len(wav))))
+        step = max(1, int(round(chunk_seconds * self.frame_rate))) * self.stride  # samples per chunk, frame aligned
+        starts = list(range(0, max(1, total * self.stride), step))
+        outputs = [[] for _ in layers]
+        for first in range(0, len(starts), batch_chunks):
+            chunks = [wav[s: s + step + self.receptive_field - self.stride] for s in starts[first: first + batch_chunks]]
+            lengths = torch.tensor([len(c) for c in chunks])
+            batch = torch.stack([F.pad(c, (0, int(lengths.max()) - len(c))) for c in chunks])  # (N, chunk)
+            hidden, frame_lengths = self.forward(batch, lengths, normalize=False)
+            for out, layer in zip(outputs, layers):
+                out += [hidden[layer][i, :n].float().cpu().numpy() for i, n in enumerate(frame_lengths.tolist())]
+        result = [np.concatenate(out)[:total] for out in outputs]
+        assert all(len(r) == total for r in result), (len(result[0]), total)
+        return result

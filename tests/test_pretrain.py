@@ -1,0 +1,107 @@
+"""Pretraining through fairseq-hydra-train: both music models train, resume, check labels, and their configs compose."""
+import subprocess
+import sys
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import music_ssl  # noqa: F401  (allows fairseq.Dictionary in weights_only loads)
+from conftest import REPO, USER_DIR, train_tiny
+
+PRETRAIN_DIR = REPO / "config" / "pretrain"
+
+
+def num_updates(checkpoint) -> int:
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    return state["optimizer_history"][-1]["num_updates"]
+
+
+@pytest.mark.parametrize("model", ["music2vec", "music_hubert"])
+def test_tiny_models_train_two_updates(tiny_checkpoints, model):
+    state = torch.load(tiny_checkpoints[model], weights_only=True, map_location="cpu")
+    assert state["cfg"]["model"]["_name"] == model
+    assert state["optimizer_history"][-1]["num_updates"] == 2
+    if model == "music2vec":
+        assert "_ema" in state["model"], "the EMA teacher is saved with the student"
+
+
+def test_resume_continues_update_count(tmp_path, session_corpus):
+    save = tmp_path / "ckpt"
+    train_tiny("music2vec_tiny", session_corpus, save, max_update=2)
+    first = torch.load(save / "checkpoint_last.pt", weights_only=True, map_location="cpu")
+    train_tiny("music2vec_tiny", session_corpus, save, max_update=4)
+    resumed = torch.load(save / "checkpoint_last.pt", weights_only=True, map_location="cpu")
+    assert resumed["optimizer_history"][-1]["num_updates"] == 4
+    teacher_before, teacher_after = first["model"]["_ema"], resumed["model"]["_ema"]
+    assert any(not torch.equal(teacher_before[k], teacher_after[k]) for k in teacher_before), "teacher restored and moved"
+
+
+def test_label_rate_mismatch_fails_at_load_with_the_rate_it_found(tmp_path, session_corpus):
+    cmd = [sys.executable, "-m", "fairseq_cli.hydra_train", "--config-dir", str(PRETRAIN_DIR),
+           "--config-name", "music_hubert_tiny", f"task.data={session_corpus}", f"task.label_dir={session_corpus}",
+           "task.label_rate=100", f"checkpoint.save_dir={tmp_path / 'ckpt'}", f"common.user_dir={USER_DIR}",
+           f"hydra.run.dir={tmp_path / 'hydra'}"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "train.km" in proc.stderr or "valid.km" in proc.stderr
+    assert "look like 50.0 Hz" in proc.stderr and "task.label_rate" in proc.stderr
+
+
+def compose_pretrain(name: str, *overrides: str):
+    """Compose a config of config/pretrain exactly as fairseq-hydra-train does (schema stored under its name)."""
+    from fairseq.dataclass.initialize import hydra_init
+    from hydra import compose, initialize_config_dir
+
+    hydra_init(name)
+    with initialize_config_dir(config_dir=str(PRETRAIN_DIR), version_base="1.1"):  # as fairseq-hydra-train
+        cfg = compose(config_name=name, overrides=["task.data=/data", *overrides])
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def flatten(tree, prefix=""):
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in flatten(sub, f"{prefix}.{key}" if prefix else key).items()}
+
+
+def test_music2vec_base_has_the_papers_settings():
+    cfg = compose_pretrain("music2vec_base")
+    assert cfg["model"]["_name"] == "music2vec" and cfg["task"]["_name"] == "music2vec_pretraining"
+    assert cfg["task"]["crop_seconds"] == 30 and cfg["model"]["mask_length"] == 10
+    assert cfg["model"]["mask_prob"] == 0.65 and cfg["model"]["average_top_k_layers"] == 8
+    assert cfg["optimization"]["max_update"] == 400000
+    assert cfg["distributed_training"]["distributed_world_size"] == 8
+    assert (cfg["model"]["ema_decay"], cfg["model"]["ema_end_decay"]) == (0.999, 0.9999)
+
+
+ABLATIONS = {
+    "crop5": ("task.crop_seconds", 5), "crop10": ("task.crop_seconds", 10), "crop15": ("task.crop_seconds", 15),
+    "span5": ("model.mask_length", 5), "span15": ("model.mask_length", 15),
+    "prob50": ("model.mask_prob", 0.5), "prob80": ("model.mask_prob", 0.8),
+    "top12": ("model.average_top_k_layers", 12), "800k": ("optimization.max_update", 800000),
+}
+
+
+@pytest.mark.parametrize("ablation", sorted(ABLATIONS))
+def test_each_ablation_changes_exactly_its_setting(ablation):
+    base = flatten(compose_pretrain("music2vec_base"))
+    varied = flatten(compose_pretrain("music2vec_base", f"+ablation={ablation}"))
+    key, value = ABLATIONS[ablation]
+    changed = {k for k in base.keys() | varied.keys() if base.get(k) != varied.get(k)}
+    assert changed == {key} and varied[key] == value
+
+
+@pytest.mark.parametrize("name,label_dir,label_rate", [
+    ("music_hubert_k500_mfcc39", "km_mfcc39_k500", 100), ("music_hubert_k500_mfcc60", "km_mfcc60_k500", 100),
+    ("music_hubert_k2000_iter1", "km_mfcc39_k2000", 100), ("music_hubert_k2000_iter2", "km_layer6_k2000", 50),
+])
+def test_music_hubert_variants_have_hubert_base_settings(name, label_dir, label_rate):
+    cfg = compose_pretrain(name)
+    model, task = cfg["model"], cfg["task"]
+    assert model["_name"] == "music_hubert" and task["_name"] == "music_hubert_pretraining"
+    assert task["label_dir"].endswith(label_dir) and task["label_rate"] == label_rate
+    assert (model["mask_prob"], model["mask_length"], model["final_dim"]) == (0.8, 10, 256)
+    assert cfg["criterion"]["loss_weights"] == [10] and cfg["optimization"]["lr"] == [0.0005]
+    assert cfg["lr_scheduler"]["warmup_updates"] == 32000 and cfg["optimization"]["max_update"] == 400000
