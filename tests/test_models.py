@@ -153,3 +153,47 @@ def test_crop_seconds_and_max_sample_size_must_agree(tmp_path):
     with pytest.raises(ValueError, match="set only one of them"):
         Music2VecPretrainingTask.setup_task(Music2VecPretrainingConfig(data=str(tmp_path), crop_seconds=1.0,
                                                                       max_sample_size=8000))
+
+
+class PlainBackward:
+    """The one optimizer method a task's train_step calls."""
+
+    @staticmethod
+    def backward(loss):
+        loss.backward()
+
+
+def test_bf16_autocast_flag_runs_bf16_matmuls_with_fp32_weights_and_grads(tmp_path):
+    from fairseq.criterions.model_criterion import ModelCriterion
+
+    write_ramp_corpus(tmp_path, n_clips=2)
+    losses, dtypes = {}, {}
+    for flag in (False, True):
+        cfg = Music2VecPretrainingConfig(data=str(tmp_path), crop_seconds=1.0, tpu=False, seed=1, bf16_autocast=flag)
+        task = Music2VecPretrainingTask.setup_task(OmegaConf.structured(cfg))
+        task.load_dataset("train")
+        dataset = task.dataset("train")
+        np.random.seed(0)
+        sample = dataset.collater([dataset[0], dataset[1]])
+        sample["net_input"]["source"] = torch.randn_like(sample["net_input"]["source"])
+        model = tiny_music2vec(instance_norm_target_layer=True)
+        model.final_proj.register_forward_hook(lambda m, i, o: dtypes.update({flag: o.dtype}))
+        np.random.seed(0)
+        loss, _, _ = task.train_step(sample, model, ModelCriterion(task, loss_weights={}, log_keys=[]), PlainBackward(), update_num=0)
+        losses[flag] = loss.item()
+        assert all(p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
+                   for p in model.parameters())
+    assert dtypes == {False: torch.float32, True: torch.bfloat16}
+    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+
+
+def test_compute_var_on_a_cpu_process_group_equals_the_local_value():
+    import torch.distributed as dist
+
+    y = torch.randn(50, 8)
+    local = Music2VecModel.compute_var(y)
+    dist.init_process_group("gloo", init_method="tcp://127.0.0.1:29561", rank=0, world_size=1)
+    try:
+        torch.testing.assert_close(Music2VecModel.compute_var(y), local)
+    finally:
+        dist.destroy_process_group()

@@ -37,6 +37,10 @@ class Music2VecModel(HiddenStatesMixin, Data2VecAudioModel):
                              f"1..model.encoder_layers={cfg.encoder_layers}: set it to at most the number of layers.")
         super().__init__(cfg)
 
+    def apply_mask(self, x, padding_mask, mask_indices=None, mask_channel_indices=None):
+        """The parent's masking, with ``x`` in the mask embedding's dtype (bf16 autocast makes x bf16)."""
+        return super().apply_mask(x.to(self.mask_emb.dtype), padding_mask, mask_indices, mask_channel_indices)
+
     @staticmethod
     def compute_var(y: torch.Tensor) -> torch.Tensor:
         """Mean over channels of the std of ``y`` (N, C) across all workers; works on gloo (CPU) as well.

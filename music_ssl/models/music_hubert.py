@@ -25,3 +25,7 @@ class MusicHubertModel(HiddenStatesMixin, HubertModel):
     @classmethod
     def build_model(cls, cfg: MusicHubertConfig, task) -> "MusicHubertModel":
         return cls(cfg, task.cfg, task.dictionaries)
+
+    def apply_mask(self, x, padding_mask, target_list):
+        """The parent's masking, with ``x`` in the mask embedding's dtype (bf16 autocast makes x bf16)."""
+        return super().apply_mask(x.to(self.mask_emb.dtype), padding_mask, target_list)

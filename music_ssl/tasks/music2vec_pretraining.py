@@ -8,6 +8,7 @@ from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrai
 
 from ..data.crop import CROP_SECONDS_HELP, crop_samples
 from ..data.label_alignment import manifest_sizes
+from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 
 logger = logging.getLogger(__name__)
 
@@ -15,10 +16,11 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Music2VecPretrainingConfig(AudioPretrainingConfig):
     crop_seconds: Optional[float] = field(default=None, metadata={"help": CROP_SECONDS_HELP})
+    bf16_autocast: bool = field(default=False, metadata={"help": BF16_AUTOCAST_HELP})
 
 
 @register_task("music2vec_pretraining", dataclass=Music2VecPretrainingConfig)
-class Music2VecPretrainingTask(AudioPretrainingTask):
+class Music2VecPretrainingTask(Bf16AutocastMixin, AudioPretrainingTask):
     """Unlabelled audio from ``{data}/{split}.tsv``, randomly cropped to ``crop_seconds``."""
 
     cfg: Music2VecPretrainingConfig

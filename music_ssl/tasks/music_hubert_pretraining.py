@@ -8,6 +8,7 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPret
 
 from ..data.crop import CROP_SECONDS_HELP, crop_samples
 from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment, check_label_vocabulary
+from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 
 logger = logging.getLogger(__name__)
 
@@ -15,13 +16,14 @@ logger = logging.getLogger(__name__)
 @dataclass
 class MusicHubertPretrainingConfig(HubertPretrainingConfig):
     crop_seconds: Optional[float] = field(default=None, metadata={"help": CROP_SECONDS_HELP})
+    bf16_autocast: bool = field(default=False, metadata={"help": BF16_AUTOCAST_HELP})
     label_tolerance: float = field(
         default=TOLERANCE_SECONDS,
         metadata={"help": "max |audio seconds − labels / label_rate| per row before loading fails (fairseq's 0.1 s)"})
 
 
 @register_task("music_hubert_pretraining", dataclass=MusicHubertPretrainingConfig)
-class MusicHubertPretrainingTask(HubertPretrainingTask):
+class MusicHubertPretrainingTask(Bf16AutocastMixin, HubertPretrainingTask):
     """Audio from ``{data}/{split}.tsv`` with frame labels ``{label_dir}/{split}.{label}`` checked before use.
 
     Iteration 1 uses 100 Hz MFCC k-means labels, iteration 2 50 Hz layer labels (``task.label_rate``);
