@@ -1,0 +1,34 @@
+"""The probing suite's error types: one clear line naming the file (or setting) and the fix.
+
+CLIs catch :class:`ProbeError` subclasses, print the message without a traceback and exit 1.
+"""
+
+
+class ProbeError(Exception):
+    """Base class of every user-facing probing error (bad config, bad data, missing files)."""
+
+
+class ProbeConfigError(ProbeError, ValueError):
+    """A config value is unknown or out of range (unknown task, protocol, source kind, ...)."""
+
+
+class ProbeDataError(ProbeError, ValueError):
+    """A data file exists but its content is wrong (bad shape, bad label, empty split, ...)."""
+
+
+class MissingDataError(ProbeError, FileNotFoundError):
+    """A file or folder the dataset layout requires is missing."""
+
+
+def require_file(path, what: str, fix: str = "") -> None:
+    """Raise :class:`MissingDataError` unless ``path`` exists.
+
+    Args:
+        path: the expected file or folder.
+        what: what the file is, e.g. "GTZAN fault-filtered split list".
+        fix: how to get it (appended to the message).
+    """
+    from pathlib import Path
+
+    if not Path(path).exists():
+        raise MissingDataError(f"{path}: missing {what}." + (f" {fix}" if fix else ""))

@@ -1,0 +1,42 @@
+"""Feature sources behind one interface (see ``source.FeatureSource``) and the on-disk cache.
+
+``build_source(kind, path, ...)``:
+
+===========  ==============================================================================
+kind         source
+===========  ==============================================================================
+checkpoint   fairseq checkpoint (music2vec, MusicHuBERT, hubert, wav2vec2, data2vec_audio)
+hf           local transformers wav2vec2-family model folder
+jukebox      folder of JukeMIR-layout Jukebox .npy features (4800-d per clip)
+chroma       JukeMIR CHROMA baseline (72-d), librosa
+mfcc         JukeMIR MFCC baseline (120-d), librosa
+===========  ==============================================================================
+"""
+from ..errors import ProbeConfigError
+from .cache import FeatureSet, load_features
+from .encoder_source import EncoderSource
+from .handcrafted_source import HandcraftedSource
+from .jukebox_source import JukeboxSource
+from .source import FeatureSource
+
+SOURCE_KINDS = ("checkpoint", "hf", "jukebox", "chroma", "mfcc")
+
+
+def build_source(kind: str, path=None, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
+                 device: str = "auto", dim: int = 4800, encoder=None) -> FeatureSource:
+    """Build a feature source from its config (``source:`` block of a probe config)."""
+    if kind in ("checkpoint", "hf"):
+        if path is None and encoder is None:
+            raise ProbeConfigError(f"source.kind={kind} needs source.path (the checkpoint / model folder).")
+        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, encoder=encoder)
+    if kind == "jukebox":
+        if path is None:
+            raise ProbeConfigError("source.kind=jukebox needs source.path (the folder of .npy features).")
+        return JukeboxSource(path, dim)
+    if kind in ("chroma", "mfcc"):
+        return HandcraftedSource(kind)
+    raise ProbeConfigError(f"unknown source.kind {kind!r}; choose one of {list(SOURCE_KINDS)}.")
+
+
+__all__ = ["FeatureSet", "FeatureSource", "build_source", "load_features", "SOURCE_KINDS", "EncoderSource",
+           "HandcraftedSource", "JukeboxSource"]

@@ -1,0 +1,97 @@
+"""On-disk feature cache keyed by everything that affects the features.
+
+Key = sha256 of: the source's identity (checkpoint content hash / Jukebox listing / baseline parameters, kept
+layers), pooling mode, window and hop, ``FEATURE_CODE_VERSION`` and the package version, and every audio file
+(path, size, mtime). Change any of them and the key changes, so a stale entry is never read.
+An entry is one ``.npz``: ``data`` (sum of rows, S, C), ``offsets`` (files + 1), ``layer_names``,
+``frame_rate``; written to a temporary name and renamed when complete.
+"""
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+import music_ssl
+
+from ..audio import audio_info
+from ..errors import ProbeDataError
+
+logger = logging.getLogger(__name__)
+FEATURE_CODE_VERSION = 1  # bump when extraction or pooling code changes what it computes
+
+
+@dataclass
+class FeatureSet:
+    """Features of a list of files: ``arrays[i]`` is (W or T, S, C); ``layer_names``: S names."""
+    arrays: list
+    layer_names: list
+    frame_rate: Optional[float]
+    from_cache: bool
+
+
+def cache_key(source, paths: list, pooling: str, window, hop) -> str:
+    files = []
+    for path in paths:
+        audio_info(path)  # clear error for missing / unreadable files before anything else
+        stat = Path(path).stat()
+        files.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
+    blob = {"source": source.identity(), "pooling": pooling, "window": window, "hop": hop,
+            "code": FEATURE_CODE_VERSION, "package": music_ssl.__version__, "files": files}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+
+
+def _write_atomic(path: Path, **arrays) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+
+
+def _pack(features: FeatureSet) -> dict:
+    lengths = [a.shape[0] for a in features.arrays]
+    return {"data": np.concatenate(features.arrays), "offsets": np.concatenate([[0], np.cumsum(lengths)]),
+            "layer_names": np.array(features.layer_names), "frame_rate": np.array(features.frame_rate or np.nan)}
+
+
+def _unpack(path: Path) -> FeatureSet:
+    with np.load(path) as entry:
+        data, offsets = entry["data"], entry["offsets"]
+        rate = float(entry["frame_rate"])
+        names = [str(n) for n in entry["layer_names"]]
+    arrays = [data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+    return FeatureSet(arrays, names, None if np.isnan(rate) else rate, from_cache=True)
+
+
+def load_features(source, paths: list, pooling: str, window=None, hop=None, cache_dir=None) -> FeatureSet:
+    """Features of ``paths`` from ``source``: from the cache when the key matches, else extracted and stored.
+
+    Args:
+        cache_dir: folder of cache entries (None = no caching).
+    """
+    key = cache_key(source, paths, pooling, window, hop) if cache_dir else None
+    entry = Path(cache_dir) / key[:2] / f"{key}.npz" if key else None
+    if entry is not None and entry.exists():
+        try:
+            features = _unpack(entry)
+        except Exception as err:  # a damaged entry is recomputed, and said so
+            logger.warning("feature cache entry %s unreadable (%s); recomputing", entry, err)
+        else:
+            if len(features.arrays) == len(paths):
+                logger.info("feature cache hit: %s", entry)
+                return features
+    arrays, names, rate = source.extract(list(paths), pooling, window, hop)
+    shapes = {a.shape[1:] for a in arrays}
+    if len(shapes) != 1:
+        raise ProbeDataError(f"{source.kind} features of different shapes {sorted(shapes)[:3]}; one source must "
+                             "give one (S, C) per frame/window.")
+    features = FeatureSet(arrays, names, rate, from_cache=False)
+    if entry is not None:
+        _write_atomic(entry, **_pack(features))
+        logger.info("feature cache stored: %s", entry)
+    return features

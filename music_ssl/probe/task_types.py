@@ -1,0 +1,239 @@
+"""One base definition per task type: targets, loss, the batched early-stopping metric and reported metrics.
+
+==========  ===================  =====================  ============================================
+type        targets              loss                   primary metric (reported with)
+==========  ===================  =====================  ============================================
+multiclass  (N,) class id        cross-entropy          accuracy (sklearn)
+multilabel  (N, K) {0, 1}        binary cross-entropy   macro ROC-AUC (sklearn); also macro AP
+regression  (N, K) z-scored      mean squared error     mean R² over outputs (sklearn); R² per output
+key         (N,) of 24 keys      cross-entropy          song-level MIREX score (mir_eval), ensemble
+                                                        strategy chosen on valid
+beat        (frames, 1) {0, 1}   binary cross-entropy   beat F-measure (mir_eval, ±70 ms) after
+                                                        madmom's DBN on frame activations
+==========  ===================  =====================  ============================================
+
+Every type's ``loss`` works on a leading probe dimension: logits (P, B, K) -> (P, B).
+"""
+import logging
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import metrics
+from .errors import ProbeDataError
+
+logger = logging.getLogger(__name__)
+
+
+class TaskType:
+    """Base definition; subclasses set ``name`` and ``primary`` and override what differs."""
+    name = ""
+    primary = ""
+    higher_is_better = True
+
+    def num_outputs(self, task) -> int:
+        return len(task.classes)
+
+    def encode(self, labels: list, task) -> np.ndarray:
+        raise NotImplementedError
+
+    def prepare(self, targets_by_split: dict) -> dict:
+        """Split-aware target post-processing (e.g. z-scoring on train); identity by default."""
+        return targets_by_split
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """logits: (P, B, K); y: (P, B, ...) -> (P, B) per-item loss."""
+        raise NotImplementedError
+
+    def batched_primary(self, logits: torch.Tensor, split) -> torch.Tensor:
+        """logits: (P, N, K); split: a ``data.SplitArrays`` (y on the logits' device) -> (P,) early-stopping
+        metric (higher is better)."""
+        raise NotImplementedError
+
+    def evaluate(self, logits: dict, data) -> dict:
+        """logits: split -> (N, K) numpy; data: ``data.ProbeData``.
+
+        Returns split -> {metric: value, ..., 'primary': value}, computed with the field's libraries.
+        """
+        raise NotImplementedError
+
+
+class MulticlassType(TaskType):
+    name, primary = "multiclass", "accuracy"
+
+    def encode(self, labels, task):
+        index = {str(c): i for i, c in enumerate(task.classes)}
+        unknown = sorted({str(lab) for lab in labels} - set(index))
+        if unknown:
+            raise ProbeDataError(f"task {task.name}: labels {unknown[:5]} are not in its class list.")
+        return np.array([index[str(lab)] for lab in labels], np.int64)
+
+    def loss(self, logits, y):
+        P, B, K = logits.shape
+        return F.cross_entropy(logits.reshape(P * B, K), y.reshape(P * B), reduction="none").view(P, B)
+
+    def batched_primary(self, logits, split):
+        return metrics.batched_accuracy(logits, split.y)
+
+    def evaluate(self, logits, data):
+        out = {}
+        for s in logits:
+            acc = metrics.accuracy(data.targets(s), logits[s])
+            out[s] = {"accuracy": acc, "primary": acc}
+        return out
+
+
+class MultilabelType(TaskType):
+    name, primary = "multilabel", "roc_auc"
+
+    def encode(self, labels, task):
+        index = {str(c): i for i, c in enumerate(task.classes)}
+        out = np.zeros((len(labels), len(index)), np.float32)
+        for row, tags in enumerate(labels):
+            for tag in tags:
+                if str(tag) not in index:
+                    raise ProbeDataError(f"task {task.name}: tag {tag!r} is not in its tag list.")
+                out[row, index[str(tag)]] = 1
+        return out
+
+    def loss(self, logits, y):
+        return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
+
+    def batched_primary(self, logits, split):
+        return metrics.batched_macro_roc_auc(logits, split.y)
+
+    def evaluate(self, logits, data):
+        out = {}
+        for s in logits:
+            auc, skipped = metrics.macro_roc_auc(data.targets(s), logits[s])
+            ap, _ = metrics.macro_average_precision(data.targets(s), logits[s])
+            out[s] = {"roc_auc": auc, "ap": ap, "classes_skipped": skipped, "primary": auc}
+        return out
+
+
+class RegressionType(TaskType):
+    name, primary = "regression", "r2"
+
+    def num_outputs(self, task):
+        return len(task.output_names)
+
+    def encode(self, labels, task):
+        out = np.array([np.atleast_1d(np.asarray(lab, np.float64)) for lab in labels], np.float32)
+        if out.ndim != 2 or out.shape[1] != len(task.output_names):
+            raise ProbeDataError(f"task {task.name}: each label needs {len(task.output_names)} numbers "
+                                 f"({task.output_names}).")
+        return out
+
+    def prepare(self, targets_by_split):
+        """Z-score every split with the train split's mean and standard deviation (per output)."""
+        train = targets_by_split["train"]
+        mean, std = train.mean(0), train.std(0)
+        std = np.where(std > 0, std, 1.0)
+        return {s: ((t - mean) / std).astype(np.float32) for s, t in targets_by_split.items()}
+
+    def loss(self, logits, y):
+        return ((logits - y) ** 2).mean(-1)
+
+    def batched_primary(self, logits, split):
+        return metrics.batched_r2(logits, split.y).mean(-1)
+
+    def evaluate(self, logits, data):
+        out = {}
+        for s in logits:
+            per = metrics.r2_per_output(data.targets(s), logits[s])
+            row = {"r2": float(per.mean()), "primary": float(per.mean())}
+            for name, value in zip(data.task.output_names, per):
+                row[f"r2_{name}"] = float(value)
+            out[s] = row
+        return out
+
+
+_ENHARMONIC = {"C#": "Db", "D#": "Eb", "F#": "Gb", "G#": "Ab", "A#": "Bb", "Cb": "B", "Fb": "E",
+               "E#": "F", "B#": "C"}
+
+
+def normalize_key(text: str) -> str:
+    """'f# minor' / 'F#:min' / 'Gb minor' -> the canonical name in ``metrics.KEY_NAMES`` ('Gb minor')."""
+    parts = re.split(r"[\s:]+", str(text).strip())
+    if len(parts) != 2:
+        raise ProbeDataError(f"key {text!r} is not '<tonic> <major|minor>' (e.g. 'F# minor').")
+    tonic = parts[0][:1].upper() + parts[0][1:].lower()
+    mode = {"maj": "major", "min": "minor"}.get(parts[1].lower(), parts[1].lower())
+    tonic = _ENHARMONIC.get(tonic, tonic)
+    name = f"{tonic} {mode}"
+    if name not in metrics.KEY_NAMES:
+        raise ProbeDataError(f"key {text!r} is not '<tonic> <major|minor>' (e.g. 'F# minor').")
+    return name
+
+
+class KeyType(MulticlassType):
+    """24-way key classification on windows; songs are scored after ensembling their windows."""
+    name, primary = "key", "score"
+
+    def num_outputs(self, task):
+        return len(metrics.KEY_NAMES)
+
+    def encode(self, labels, task):
+        index = {k: i for i, k in enumerate(metrics.KEY_NAMES)}
+        return np.array([index[normalize_key(lab)] for lab in labels], np.int64)
+
+    def batched_primary(self, logits, split):
+        return metrics.batched_key_scores(logits, split.y, split.groups_t).max(1).values
+
+    def evaluate(self, logits, data):
+        """Strategy with the best valid song score is applied to every split (as JukeMIR did)."""
+        by_split = {s: self._song_metrics(logits[s], data.targets(s), data.splits[s].groups) for s in logits}
+        valid = by_split.get("valid", next(iter(by_split.values())))
+        best = max(metrics.ENSEMBLE_STRATEGIES, key=lambda k: valid[f"score_{k}"])
+        for row in by_split.values():
+            row.update(strategy=best, score=row[f"score_{best}"], accuracy=row[f"accuracy_{best}"])
+            row["primary"] = row["score"]
+        return by_split
+
+    @staticmethod
+    def _song_metrics(logits, y, groups):
+        groups_t = torch.as_tensor(groups)
+        num = int(groups_t.max()) + 1
+        preds = metrics.song_ensembles(torch.as_tensor(logits).unsqueeze(0), groups_t, num)[:, 0].numpy()
+        song_y = np.zeros(num, np.int64)
+        song_y[groups] = y
+        ref = [metrics.KEY_NAMES[i] for i in song_y]
+        row = {"clip_accuracy": float((logits.argmax(1) == y).mean()),
+               "clip_score": metrics.key_weighted_score([metrics.KEY_NAMES[i] for i in y],
+                                                        [metrics.KEY_NAMES[i] for i in logits.argmax(1)])}
+        for name, pred in zip(metrics.ENSEMBLE_STRATEGIES, preds):
+            row[f"score_{name}"] = metrics.key_weighted_score(ref, [metrics.KEY_NAMES[i] for i in pred])
+            row[f"accuracy_{name}"] = float((pred == song_y).mean())
+        return row
+
+
+class BeatType(MultilabelType):
+    """Frame-level beat activation (one sigmoid output per frame).
+
+    Early stopping uses frame-level average precision on valid frames (a DBN per probe per evaluation would
+    cost minutes); configs are selected and reported with the beat F-measure after DBN decoding.
+    """
+    name, primary = "beat", "f_measure"
+
+    def num_outputs(self, task):
+        return 1
+
+    def batched_primary(self, logits, split):
+        return metrics.batched_macro_average_precision(logits, split.y)
+
+    def evaluate(self, logits, data):
+        from .beat import decode_beats
+
+        out = {}
+        for s in logits:
+            scores = []
+            for start, stop, reference in data.splits[s].files:
+                activation = 1 / (1 + np.exp(-logits[s][start:stop, 0].astype(np.float64)))
+                scores.append(metrics.beat_f_measure(reference, decode_beats(activation, data.frame_rate)))
+            out[s] = {"f_measure": float(np.mean(scores)), "primary": float(np.mean(scores))}
+        return out
+
+
+TASK_TYPES = {t.name: t for t in (MulticlassType(), MultilabelType(), RegressionType(), KeyType(), BeatType())}
