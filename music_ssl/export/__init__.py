@@ -1,0 +1,11 @@
+"""Interoperability: export to Hugging Face transformers, encoders over transformers folders, the HEAR API.
+
+* :mod:`.hf` — fairseq checkpoint (music2vec, MusicHuBERT, stock hubert / data2vec_audio) →
+  ``transformers.HubertModel`` / ``Data2VecAudioModel`` folder (config.json, model.safetensors,
+  preprocessor_config.json), plus a hidden-state parity check;
+* :mod:`.hf_encoder` — :class:`HFEncoder`, the :class:`music_ssl.checkpoint.FrozenEncoder` interface over any
+  local transformers wav2vec2-family model folder (what probing uses for ``source.kind: hf``);
+* :mod:`.hear` — the HEAR 2021 API (``load_model``, ``get_scene_embeddings``, ``get_timestamp_embeddings``).
+
+``transformers`` is an optional dependency (``pip install .[hf]``): it is imported only by these modules.
+"""

@@ -1,0 +1,302 @@
+"""Strict fairseq → Hugging Face transformers converters for wav2vec2-family encoders (no remote code).
+
+=========================  ======================================  ==========================
+fairseq ``cfg.model._name``  transformers class                     ``config.model_type``
+=========================  ======================================  ==========================
+``music_hubert``, ``hubert``  ``HubertModel``                      ``hubert``
+``music2vec``, ``data2vec_audio``  ``Data2VecAudioModel``          ``data2vec-audio``
+=========================  ======================================  ==========================
+
+The transformers config is inferred from the checkpoint's ``cfg.model`` (architecture keys mapped one by one,
+unsupported architecture values raise) and every weight is renamed by an explicit rule table. A weight that
+no rule names raises, and so does a transformers weight that nothing filled. The only weights dropped are
+the pretraining-only heads, which transformers' bare encoder classes do not have:
+
+* HuBERT: ``label_embs_concat`` (cluster embeddings), ``final_proj`` (prediction projection), ``target_glu``;
+* data2vec / music2vec: ``final_proj`` (regression head) and ``_ema`` (the EMA teacher's weights).
+
+The mask embedding (``mask_emb``) is kept as ``masked_spec_embed``; transformers' fine-tuning SpecAugment
+settings (``mask_time_prob`` …) keep their transformers defaults, they are not pretraining settings.
+The HuBERT positional convolution is weight-normed: fairseq stores ``weight_g``/``weight_v`` (torch < 2.1
+``weight_norm``) or ``parametrizations.weight.original0/1``; both are read and written in the form the
+installed torch gives transformers (``parametrizations`` for torch ≥ 2.1).
+
+The folder also gets ``preprocessor_config.json`` (``Wav2Vec2FeatureExtractor`` with the task's sample rate
+and ``do_normalize`` = ``task.normalize``) and ``export_info.json`` (source checkpoint, its SHA-256, dropped
+keys, the parity check result when run).
+"""
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+import torch
+
+from ..checkpoint import CheckpointError, file_sha256
+
+logger = logging.getLogger(__name__)
+
+HUBERT_NAMES = ("hubert", "music_hubert")
+DATA2VEC_NAMES = ("data2vec_audio", "music2vec")
+
+# fairseq activation_fn -> transformers ACT2FN name (same function)
+ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_accurate", "gelu_fast": "gelu_accurate",
+               "tanh": "tanh", "linear": "linear", "swish": "silu"}
+
+PRETRAINING_ONLY = {  # fairseq weights with no counterpart in transformers' bare encoders (see module docstring)
+    "hubert": (r"label_embs_concat", r"final_proj\.(weight|bias)", r"target_glu\..*"),
+    "data2vec-audio": (r"final_proj\.(weight|bias)", r"_ema"),
+}
+
+ENCODER_RULES = [  # (fairseq key regex, transformers key template), shared by both families
+    (r"mask_emb", "masked_spec_embed"),
+    (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", "feature_extractor.conv_layers.{0}.conv.{1}"),
+    (r"layer_norm\.(weight|bias)", "feature_projection.layer_norm.{0}"),
+    (r"post_extract_proj\.(weight|bias)", "feature_projection.projection.{0}"),
+    (r"encoder\.layer_norm\.(weight|bias)", "encoder.layer_norm.{0}"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.(k|v|q|out)_proj\.(weight|bias)", "encoder.layers.{0}.attention.{1}_proj.{2}"),
+    (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", "encoder.layers.{0}.layer_norm.{1}"),
+    (r"encoder\.layers\.(\d+)\.fc1\.(weight|bias)", "encoder.layers.{0}.feed_forward.intermediate_dense.{1}"),
+    (r"encoder\.layers\.(\d+)\.fc2\.(weight|bias)", "encoder.layers.{0}.feed_forward.output_dense.{1}"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", "encoder.layers.{0}.final_layer_norm.{1}"),
+]
+GROUP_NORM_RULES = [(r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", "feature_extractor.conv_layers.0.layer_norm.{0}")]
+LAYER_NORM_RULES = [(r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)",
+                     "feature_extractor.conv_layers.{0}.layer_norm.{1}")]
+# weight-normed positional conv: g (norm) and v (direction); {g}/{v} become the names the installed torch uses
+HUBERT_POS_CONV_RULES = [
+    (r"encoder\.pos_conv\.0\.(weight_g|parametrizations\.weight\.original0)", "encoder.pos_conv_embed.conv.{g}"),
+    (r"encoder\.pos_conv\.0\.(weight_v|parametrizations\.weight\.original1)", "encoder.pos_conv_embed.conv.{v}"),
+    (r"encoder\.pos_conv\.0\.bias", "encoder.pos_conv_embed.conv.bias"),
+]
+DATA2VEC_POS_CONV_RULES = [(r"encoder\.pos_conv\.(\d+)\.0\.(weight|bias)", "encoder.pos_conv_embed.layers.{0}.conv.{1}")]
+
+
+class ExportError(ValueError):
+    """A checkpoint or folder that cannot be exported; the message names the file and the fix."""
+
+
+@dataclass
+class Conversion:
+    """A converted model and what the conversion did."""
+
+    model: torch.nn.Module                 # transformers HubertModel / Data2VecAudioModel, eval mode
+    sample_rate: int                        # Hz, from the task config
+    normalize: bool                         # task.normalize (waveform layer norm before the model)
+    fairseq_name: str                       # cfg.model._name of the source
+    dropped: List[str] = field(default_factory=list)  # pretraining-only fairseq keys left out
+
+
+def conv_stack(spec: str) -> List[Tuple[int, int, int]]:
+    """fairseq ``conv_feature_layers`` (e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``) → [(dim, kernel, stride)]."""
+    layers = eval(spec, {"__builtins__": {}}, {})  # fairseq's own format: a list expression of int tuples
+    return [(int(d), int(k), int(s)) for d, k, s in layers]
+
+
+def family(model_name: str, path) -> str:
+    """transformers model_type for a fairseq model name; raises for names with no converter."""
+    if model_name in HUBERT_NAMES:
+        return "hubert"
+    if model_name in DATA2VEC_NAMES:
+        return "data2vec-audio"
+    raise ExportError(f"{path}: model '{model_name}' has no transformers converter; supported: "
+                      f"{', '.join(HUBERT_NAMES + DATA2VEC_NAMES)}.")
+
+
+def require(ok: bool, path, message: str) -> None:
+    if not ok:
+        raise ExportError(f"{path}: {message}")
+
+
+def common_config(cfg, path) -> dict:
+    """transformers config fields shared by HuBERT and data2vec-audio, from a fairseq model config."""
+    layers = conv_stack(cfg.conv_feature_layers)
+    activation = str(cfg.activation_fn)  # fairseq choice fields may be StrEnum members: compare their values
+    require(str(cfg.get("layer_type", "transformer")) == "transformer", path,
+            f"layer_type={cfg.layer_type} has no transformers counterpart here (only 'transformer').")
+    require(activation in ACTIVATIONS, path, f"activation_fn={activation} has no transformers "
+            f"counterpart; supported: {', '.join(ACTIVATIONS)}.")
+    return dict(
+        hidden_size=int(cfg.encoder_embed_dim), num_hidden_layers=int(cfg.encoder_layers),
+        num_attention_heads=int(cfg.encoder_attention_heads), intermediate_size=int(cfg.encoder_ffn_embed_dim),
+        hidden_act=ACTIVATIONS[activation], feat_extract_activation="gelu",  # fairseq's conv stack: nn.GELU
+        conv_dim=[d for d, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
+        conv_stride=[s for _, _, s in layers], conv_bias=bool(cfg.conv_bias),
+        num_conv_pos_embedding_groups=int(cfg.conv_pos_groups), layer_norm_eps=1e-5,  # fairseq LayerNorm eps
+        hidden_dropout=float(cfg.dropout), attention_dropout=float(cfg.attention_dropout),
+        activation_dropout=float(cfg.activation_dropout), feat_proj_dropout=float(cfg.dropout_input),
+        layerdrop=float(cfg.encoder_layerdrop),
+    )
+
+
+def hf_config(cfg, path):
+    """The transformers config equivalent to fairseq model config ``cfg`` (raises on unsupported values)."""
+    from transformers import Data2VecAudioConfig, HubertConfig
+
+    kind = family(cfg._name, path)
+    fields = common_config(cfg, path)
+    depth = int(cfg.get("pos_conv_depth", 1))
+    if kind == "hubert":
+        require(depth == 1, path, f"pos_conv_depth={depth}: transformers' HubertModel has one positional conv.")
+        require(not cfg.get("conv_pos_batch_norm", False), path,
+                "conv_pos_batch_norm=true is not converted (weight-normed positional conv only).")
+        return HubertConfig(
+            **fields, feat_extract_norm="group" if str(cfg.extractor_mode) == "default" else "layer",
+            feat_proj_layer_norm=True, do_stable_layer_norm=bool(cfg.layer_norm_first),
+            num_conv_pos_embeddings=int(cfg.conv_pos), architectures=["HubertModel"])
+    require(str(cfg.extractor_mode) == "layer_norm", path, f"extractor_mode={cfg.extractor_mode}: transformers' "
+            f"Data2VecAudioModel has a layer-norm conv stack only.")
+    require(not cfg.layer_norm_first, path, "layer_norm_first=true: transformers' Data2VecAudioModel is post-LN only.")
+    require(depth > 1, path, "pos_conv_depth=1: transformers' Data2VecAudioModel needs stacked positional convs.")
+    return Data2VecAudioConfig(
+        **fields, num_conv_pos_embeddings=depth, conv_pos_kernel_size=max(3, int(cfg.conv_pos) // depth),
+        architectures=["Data2VecAudioModel"])  # fairseq's kernel per stacked conv: max(3, conv_pos // depth)
+
+
+def rename_rules(kind: str, cfg, hf_keys) -> List[Tuple[str, str]]:
+    """The (regex, template) table for one model family and extractor mode."""
+    rules = list(ENCODER_RULES)
+    rules += GROUP_NORM_RULES if str(cfg.extractor_mode) == "default" else LAYER_NORM_RULES
+    if kind == "data2vec-audio":
+        return rules + DATA2VEC_POS_CONV_RULES
+    parametrized = "encoder.pos_conv_embed.conv.parametrizations.weight.original0" in hf_keys
+    g, v = ("parametrizations.weight.original0", "parametrizations.weight.original1") if parametrized \
+        else ("weight_g", "weight_v")
+    return rules + [(regex, template.replace("{g}", g).replace("{v}", v)) for regex, template in HUBERT_POS_CONV_RULES]
+
+
+def rename(key: str, rules) -> Optional[str]:
+    for regex, template in rules:
+        match = re.fullmatch(regex, key)
+        if match:
+            return template.format(*match.groups())
+    return None
+
+
+def convert_state_dict(state: Dict[str, torch.Tensor], cfg, hf_state: Dict[str, torch.Tensor], path
+                       ) -> Tuple[Dict[str, torch.Tensor], List[str]]:
+    """Rename fairseq weights to transformers names; returns (new state dict, dropped pretraining-only keys).
+
+    Raises :class:`ExportError` for a fairseq key no rule names, a transformers key nothing fills, or a
+    shape mismatch. A model whose conv width equals the encoder width has no ``post_extract_proj`` in
+    fairseq; transformers always projects, so that projection is written as the identity.
+    """
+    kind = family(cfg._name, path)
+    rules = rename_rules(kind, cfg, hf_state)
+    dropped = [k for k in state if any(re.fullmatch(p, k) for p in PRETRAINING_ONLY[kind])]
+    out, unknown = {}, []
+    for key, value in state.items():
+        if key in dropped:
+            continue
+        new = rename(key, rules)
+        if new is None:
+            unknown.append(key)
+        else:
+            out[new] = value
+    require(not unknown, path, f"weights with no transformers counterpart: {unknown[:8]} "
+            f"({len(unknown)} in all); is this a wav2vec2-family encoder the converter knows?")
+    if "post_extract_proj.weight" not in state:
+        weight = hf_state["feature_projection.projection.weight"]
+        out["feature_projection.projection.weight"] = torch.eye(*weight.shape, dtype=weight.dtype)
+        out["feature_projection.projection.bias"] = torch.zeros(weight.shape[0], dtype=weight.dtype)
+    missing, extra = sorted(set(hf_state) - set(out)), sorted(set(out) - set(hf_state))
+    require(not missing and not extra, path, f"weights do not match the inferred transformers architecture: "
+            f"missing {missing[:8]}, unexpected {extra[:8]}.")
+    wrong = [k for k in out if tuple(out[k].shape) != tuple(hf_state[k].shape)]
+    require(not wrong, path, f"shape mismatch for {[(k, tuple(out[k].shape), tuple(hf_state[k].shape)) for k in wrong[:4]]}.")
+    return out, dropped
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A fairseq checkpoint's state (``cfg``, ``model``) loaded with the safe unpickler."""
+    from fairseq import checkpoint_utils  # music_ssl/__init__ (our parent) registered models and safe globals
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found; pass a checkpoint_best.pt / checkpoint_last.pt "
+                                f"written by fairseq-hydra-train.")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    except Exception as err:
+        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({err}).") from err
+    if state.get("cfg") is None or state["cfg"].get("model") is None:
+        raise CheckpointError(f"{path}: no model config inside (a pre-hydra fairseq checkpoint?); re-save it "
+                              f"with a current fairseq.")
+    return state
+
+
+def convert_checkpoint(path) -> Conversion:
+    """Build the transformers model equivalent to fairseq checkpoint ``path`` (weights loaded, eval mode)."""
+    from transformers import AutoModel
+
+    path = Path(path)
+    state = read_checkpoint(path)
+    cfg = state["cfg"]
+    config = hf_config(cfg.model, path)
+    model = AutoModel.from_config(config)
+    weights, dropped = convert_state_dict(state["model"], cfg.model, model.state_dict(), path)
+    model.load_state_dict(weights, strict=True)
+    logger.info("%s: %s -> %s, dropped pretraining-only %s", path, cfg.model._name, type(model).__name__, dropped)
+    return Conversion(model.eval(), int(cfg.task.sample_rate), bool(cfg.task.get("normalize", False)),
+                      cfg.model._name, dropped)
+
+
+def feature_extractor(conversion: Conversion):
+    """The ``Wav2Vec2FeatureExtractor`` users load beside the model (attention masks only for layer-norm stacks)."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    layer_norm_stack = getattr(conversion.model.config, "feat_extract_norm", "layer") == "layer"
+    return Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=conversion.sample_rate, padding_value=0.0,
+                                    do_normalize=conversion.normalize, return_attention_mask=layer_norm_stack)
+
+
+@contextmanager
+def staging_dir(out_dir: Path, overwrite: bool):
+    """Yield a temporary folder beside ``out_dir``; on success it replaces ``out_dir`` in one rename."""
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise ExportError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite.")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        old = None
+        if out_dir.exists():
+            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def export_checkpoint(checkpoint, out_dir, overwrite: bool = False, check: bool = False) -> dict:
+    """Write the transformers folder for ``checkpoint`` into ``out_dir`` (atomically); returns export info.
+
+    With ``check``, the written folder is reloaded with ``AutoModel.from_pretrained`` and compared with the
+    fairseq model on random audio (:func:`parity_check`); a failed check raises and writes nothing.
+    """
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    conversion = convert_checkpoint(checkpoint)
+    info = {"source": str(checkpoint.resolve()), "source_sha256": file_sha256(checkpoint),
+            "fairseq_model": conversion.fairseq_name, "transformers_class": type(conversion.model).__name__,
+            "sample_rate": conversion.sample_rate, "do_normalize": conversion.normalize,
+            "dropped_pretraining_only_keys": conversion.dropped}
+    with staging_dir(out_dir, overwrite) as tmp:
+        conversion.model.save_pretrained(tmp)
+        feature_extractor(conversion).save_pretrained(tmp)
+        if check:
+            from .parity import parity_check
+
+            info["parity"] = parity_check(checkpoint, tmp)
+            require(info["parity"]["passed"], checkpoint, f"parity check failed: {info['parity']}; "
+                    f"please report this checkpoint's config.")
+        (tmp / "export_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    logger.info("wrote %s (%s)", out_dir, info["transformers_class"])
+    return info

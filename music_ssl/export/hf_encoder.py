@@ -1,0 +1,144 @@
+"""A frozen encoder over a local transformers wav2vec2-family model folder (contract item 2).
+
+:class:`HFEncoder` has the attributes, ``__call__`` and ``encode_long`` of
+:class:`music_ssl.checkpoint.FrozenEncoder`, so probing and HEAR treat an exported music2vec / MusicHuBERT
+folder and a downloaded wav2vec2 / HuBERT / data2vec-audio / WavLM … folder alike. The folder is loaded with
+``AutoModel.from_pretrained(local_files_only=True)`` (never remote code).
+
+Hidden states follow the FrozenEncoder convention: L + 1 tensors, index 0 the Transformer input, index i the
+output of layer i, and the last one is the encoder output (final layer norm applied for pre-LN
+"stable layer norm" models; transformers ≥ 5 reports that state before the norm in ``hidden_states``).
+Waveform normalisation (``do_normalize`` in ``preprocessor_config.json``) is applied inside, per item over
+its valid samples, as fairseq's ``task.normalize`` does (layer norm, eps 1e-5; the transformers feature
+extractor uses eps 1e-7, a difference far below the parity tolerance for real audio).
+"""
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import FrozenEncoder, file_sha256
+
+logger = logging.getLogger(__name__)
+
+HASHED_SUFFIXES = (".json", ".safetensors", ".bin")  # config, preprocessor config and weight files
+
+
+class HFModelError(ValueError):
+    """A folder that is not a usable transformers audio encoder; the message names the folder and the fix."""
+
+
+def hf_hidden_states(model, audio: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+    """Every hidden state of a transformers wav2vec2-family model: L + 1 tensors (B, T, C).
+
+    Args:
+        model: e.g. ``HubertModel`` / ``Data2VecAudioModel`` / ``Wav2Vec2Model`` in eval mode.
+        audio: (B, S) float waveform (already normalised if the model expects it).
+        attention_mask: (B, S) int/bool, 1 on valid samples, or None.
+    """
+    out = model(audio, attention_mask=attention_mask, output_hidden_states=True)
+    hidden = list(out.hidden_states)
+    hidden[-1] = out.last_hidden_state  # the encoder output (normed for pre-LN models)
+    return hidden
+
+
+def folder_sha256(folder: Path) -> str:
+    """SHA-256 over the names and contents of a folder's config and weight files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in HASHED_SUFFIXES):
+        digest.update(path.name.encode())
+        digest.update(file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def read_preprocessor(folder: Path) -> tuple:
+    """(sample_rate, do_normalize) from ``preprocessor_config.json``; (16000, False) with a warning if absent."""
+    path = folder / "preprocessor_config.json"
+    if not path.is_file():
+        logger.warning("%s: no preprocessor_config.json; assuming 16000 Hz and no waveform normalisation", folder)
+        return 16000, False
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise HFModelError(f"{path}: not valid JSON ({err}); re-export or re-download the model.") from err
+    return int(config.get("sampling_rate", 16000)), bool(config.get("do_normalize", False))
+
+
+class HFEncoder(FrozenEncoder):
+    """A frozen transformers wav2vec2-family encoder giving every hidden state (FrozenEncoder interface).
+
+    Attributes: ``sample_rate`` (Hz), ``normalize``, ``frame_rate`` (Hz), ``num_layers`` (L), ``dim`` (C),
+    ``sha256`` (config + weight files), ``device``, ``model`` (the transformers model).
+    """
+
+    def __init__(self, model, sample_rate: int, normalize: bool, sha256: str, device: torch.device):
+        config = model.config
+        self.model = model.eval().to(device)
+        self.device, self.sha256 = device, sha256
+        self.sample_rate, self.normalize = int(sample_rate), bool(normalize)
+        self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
+        self.receptive_field, self.stride = 1, 1
+        for kernel, step in zip(self.kernels, self.strides):
+            self.receptive_field += (kernel - 1) * self.stride
+            self.stride *= step
+        self.frame_rate = self.sample_rate / self.stride
+        self.num_layers = int(config.num_hidden_layers)
+        self.dim = int(config.hidden_size)
+
+    @classmethod
+    def from_pretrained(cls, model_dir, device=None) -> "HFEncoder":
+        """Load a local transformers model folder (config.json + weights) on ``device`` (default CUDA if present)."""
+        from transformers import AutoConfig, AutoModel
+
+        folder = Path(model_dir)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{folder}: no config.json; pass a transformers model folder (e.g. written by "
+                                    f"music-ssl-export-hf or downloaded with huggingface-cli download).")
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        if not all(hasattr(config, a) for a in ("conv_kernel", "conv_stride", "num_hidden_layers", "hidden_size")):
+            raise HFModelError(f"{folder}: model_type '{config.model_type}' is not a wav2vec2-family audio encoder "
+                               f"(needs a conv feature encoder: wav2vec2, hubert, data2vec-audio, wavlm, ...).")
+        if getattr(config, "add_adapter", False):
+            raise HFModelError(f"{folder}: config.add_adapter=true changes the encoder output; use a model without "
+                               f"an adapter.")
+        model = AutoModel.from_pretrained(str(folder), config=config, local_files_only=True)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        sample_rate, normalize = read_preprocessor(folder)
+        logger.info("%s: %s, %d layers x %d, %d Hz", folder, type(model).__name__, config.num_hidden_layers,
+                    config.hidden_size, sample_rate)
+        return cls(model, sample_rate, normalize, folder_sha256(folder), device)
+
+    def frames(self, num_samples: torch.Tensor) -> torch.Tensor:
+        """Frames (int64) the conv stack gives for ``num_samples`` samples (any int tensor shape)."""
+        frames = torch.as_tensor(num_samples).long().clone()
+        for kernel, step in zip(self.kernels, self.strides):
+            frames = torch.div(frames - kernel, step, rounding_mode="floor") + 1
+        return frames.clamp(min=0)
+
+    @torch.no_grad()
+    def forward(self, audio: torch.Tensor, lengths: Optional[torch.Tensor], normalize: bool):
+        """``__call__`` with the waveform normalisation chosen by the caller (see FrozenEncoder.forward)."""
+        audio = torch.as_tensor(audio, dtype=torch.float32).to(self.device)  # (B, S)
+        batch, samples = audio.shape
+        lengths = torch.full((batch,), samples) if lengths is None else torch.as_tensor(lengths).long().cpu()
+        if int(lengths.min()) < self.receptive_field:
+            raise ValueError(f"audio of {int(lengths.min())} samples is shorter than the encoder's receptive field "
+                             f"({self.receptive_field} samples); drop or pad such clips.")
+        padding = torch.arange(samples)[None, :] >= lengths[:, None]  # (B, S) True = padded
+        audio = self.prepare(audio, lengths, padding.to(self.device), normalize)
+        frame_lengths = self.frames(lengths)  # (B,)
+        if padding.any():  # group-norm stacks and stacked positional convs see padding: run items alone
+            hidden = self.run_items(audio, lengths, int(frame_lengths.max()))
+        else:
+            hidden = hf_hidden_states(self.model, audio)
+        return [h[:, : int(frame_lengths.max())] for h in hidden], frame_lengths
+
+    def run_items(self, audio: torch.Tensor, lengths: torch.Tensor, frames: int) -> List[torch.Tensor]:
+        """Item-by-item forward, zero-padded to ``frames``: L + 1 tensors (B, T, C)."""
+        per_item = [hf_hidden_states(self.model, audio[i: i + 1, :n]) for i, n in enumerate(lengths.tolist())]
+        return [torch.cat([F.pad(item[layer], (0, 0, 0, frames - item[layer].size(1))) for item in per_item])
+                for layer in range(self.num_layers + 1)]

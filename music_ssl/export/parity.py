@@ -1,0 +1,99 @@
+"""Hidden-state parity between a fairseq checkpoint and its transformers export.
+
+Both models get the same waveforms (normalised first when the task normalises) and every hidden state is
+compared: L + 1 tensors, index 0 the Transformer input, index i the output of layer i (final layer norm
+applied to the last one for pre-LN models), as :func:`music_ssl.models.hidden_states.extract_hidden_states`
+and :func:`music_ssl.export.hf_encoder.hf_hidden_states` define them.
+
+Padded batches: transformers marks frame t of an item padded when t >= the conv-formula frame count of its
+length; fairseq data2vec-audio does the same, but fairseq HuBERT's ``forward_padding_mask`` marks a frame
+padded only when its whole stride block of samples is padding (so it keeps about one more frame per item).
+The padded comparison therefore runs fairseq HuBERT with the conv-formula mask (same weights, same modules),
+and compares valid frames only.
+"""
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List
+
+import torch
+import torch.nn.functional as F
+
+from ..checkpoint import conv_frames, load_fairseq_model
+from ..models.hidden_states import extract_hidden_states
+from .hf_encoder import hf_hidden_states
+
+logger = logging.getLogger(__name__)
+
+ATOL, RTOL = 1e-4, 1e-4  # |fairseq - transformers| <= ATOL + RTOL * max|fairseq|, per hidden state
+
+
+def frame_padding(lengths: torch.Tensor, frames: int, conv_spec: str) -> torch.Tensor:
+    """(B, frames) bool, True where frame t >= the conv-formula frame count of ``lengths`` (B,) samples."""
+    valid = conv_frames(lengths, conv_spec)  # (B,)
+    return torch.arange(frames)[None, :] >= valid[:, None]
+
+
+@contextmanager
+def conv_formula_padding(model, conv_spec: str, lengths: torch.Tensor):
+    """Make a fairseq HuBERT compute its frame padding mask with the conv formula (as transformers does)."""
+    if not hasattr(model, "forward_padding_mask"):  # data2vec-audio already uses the conv formula
+        yield model
+        return
+    model.forward_padding_mask = lambda features, _mask: frame_padding(lengths, features.size(1), conv_spec).to(
+        features.device)
+    try:
+        yield model
+    finally:
+        del model.forward_padding_mask  # back to the class method
+
+
+def max_diff(reference: List[torch.Tensor], other: List[torch.Tensor], valid: torch.Tensor) -> tuple:
+    """(max |reference - other|, max |reference|) over valid frames (B, T) of every hidden state."""
+    assert len(reference) == len(other), (len(reference), len(other))
+    diff = scale = 0.0
+    for ref, out in zip(reference, other):  # each (B, T, C)
+        assert ref.shape == out.shape, (ref.shape, out.shape)
+        diff = max(diff, float((ref - out).abs()[valid].max()))
+        scale = max(scale, float(ref.abs()[valid].max()))
+    return diff, scale
+
+
+@torch.no_grad()
+def parity_check(checkpoint, hf_dir, seconds: float = 1.5, seed: int = 0, atol: float = ATOL,
+                 rtol: float = RTOL) -> dict:
+    """Compare a fairseq checkpoint with its exported folder on two random clips, unpadded and padded.
+
+    Returns a dict: ``unpadded_max_abs_diff``, ``padded_max_abs_diff``, ``max_abs_hidden``, ``atol``,
+    ``rtol``, ``passed`` (both diffs <= atol + rtol * max_abs_hidden).
+    """
+    from transformers import AutoModel
+
+    model, cfg = load_fairseq_model(Path(checkpoint))
+    hf_model = AutoModel.from_pretrained(str(hf_dir), local_files_only=True).eval()
+    samples = int(seconds * cfg.task.sample_rate)
+    generator = torch.Generator().manual_seed(seed)
+    audio = 0.3 * torch.randn(2, samples, generator=generator)  # (B, S)
+    lengths = torch.tensor([samples, int(0.7 * samples)])
+    padding = torch.arange(samples)[None, :] >= lengths[:, None]  # (B, S) True = padded
+    audio = audio.masked_fill(padding, 0.0)
+    if cfg.task.get("normalize", False):
+        for i, n in enumerate(lengths.tolist()):
+            audio[i, :n] = F.layer_norm(audio[i, :n], (n,))
+    spec = cfg.model.conv_feature_layers
+
+    reference, _ = extract_hidden_states(model, audio)
+    exported = hf_hidden_states(hf_model, audio)
+    all_frames = torch.ones(reference[0].shape[:2], dtype=torch.bool)
+    unpadded, scale = max_diff(reference, exported, all_frames)
+
+    with conv_formula_padding(model, spec, lengths):
+        reference, _ = extract_hidden_states(model, audio, padding_mask=padding)
+    exported = hf_hidden_states(hf_model, audio, attention_mask=(~padding).long())
+    padded, _ = max_diff(reference, exported, ~frame_padding(lengths, reference[0].size(1), spec))
+
+    tolerance = atol + rtol * scale
+    result = {"unpadded_max_abs_diff": unpadded, "padded_max_abs_diff": padded, "max_abs_hidden": scale,
+              "atol": atol, "rtol": rtol, "passed": bool(unpadded <= tolerance and padded <= tolerance)}
+    logger.info("parity %s vs %s: %s", checkpoint, hf_dir, result)
+    return result
