@@ -3,6 +3,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
+from fairseq.criterions.hubert_criterion import HubertCriterion
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
 
@@ -35,6 +36,13 @@ class MusicHubertPretrainingTask(Bf16AutocastMixin, HubertPretrainingTask):
     def __init__(self, cfg: MusicHubertPretrainingConfig):
         cfg.max_sample_size = crop_samples(cfg.crop_seconds, cfg.sample_rate, cfg.max_sample_size)
         super().__init__(cfg)
+
+    @staticmethod
+    def logging_outputs_can_be_summed(criterion) -> bool:
+        """True for the ``hubert`` criterion: its ``reduce_metrics`` only sums each key over workers, so summing
+        first is exact. fairseq's default (False) routes multi-worker logging through ``all_gather_list``, which
+        allocates a CUDA buffer (breaking gloo/CPU runs) and is the slower path on GPUs too."""
+        return isinstance(criterion, HubertCriterion) or criterion.logging_outputs_can_be_summed()
 
     def load_dataset(self, split: str, **kwargs) -> None:
         if not self.cfg.fine_tuning:
