@@ -12,6 +12,8 @@ from typing import List
 
 import numpy as np
 
+from .manifest import read_manifest
+
 logger = logging.getLogger(__name__)
 
 TOLERANCE_SECONDS = 0.1  # fairseq.data.audio.hubert_dataset.verify_label_lengths
@@ -36,19 +38,7 @@ class LabelAlignment:
 
 def manifest_sizes(manifest_path: str) -> np.ndarray:
     """(N,) int64 sample counts of a fairseq manifest (root line, then ``relpath<TAB>num_samples``)."""
-    path = Path(manifest_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: manifest not found; make it with `python -m tools.manifest AUDIO_DIR --dest DIR`.")
-    sizes = []
-    with path.open() as f:
-        f.readline()
-        for row, line in enumerate(f, start=2):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 2 or not fields[1].isdigit():
-                raise LabelAlignmentError(f"{path}:{row}: expected `relpath<TAB>num_samples`, got {line.strip()!r}; "
-                                          f"regenerate the manifest with `python -m tools.manifest`.")
-            sizes.append(int(fields[1]))
-    return np.asarray(sizes, dtype=np.int64)
+    return read_manifest(manifest_path).sizes
 
 
 def label_lengths(label_path: str) -> np.ndarray:

@@ -1,0 +1,106 @@
+"""The apply stage: nearest-centroid labels for every manifest row, then merged files ``{split}.km`` and
+``dict.km.txt`` in fairseq's format (one line of space-separated ints per manifest row; ``"<id> 1"`` per cluster).
+
+Frames are labelled in blocks of whole rows (about ``BLOCK_FRAMES`` frames per device call). Shard label files
+``{split}_{rank}_{nshard}.km`` are written atomically with a marker keyed on the model and the feature shard,
+so re-running skips complete shards.
+"""
+import hashlib
+import logging
+import shutil
+from pathlib import Path
+from typing import Iterator, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from ..data.atomic import atomic_path, write_text_atomic
+from .errors import LabelPrepError
+from .features import load_shard
+from .model import KMeansModel
+from .shards import fingerprint, is_done, mark_done, read_marker, shard_stem
+
+logger = logging.getLogger(__name__)
+
+BLOCK_FRAMES = 1 << 20  # frames labelled per device call
+
+
+def label_path(lab_dir, split: str, nshard: int, rank: int) -> Path:
+    """``{lab_dir}/{split}_{rank}_{nshard}.km``."""
+    return Path(lab_dir) / f"{shard_stem(split, rank, nshard)}.km"
+
+
+def row_blocks(lengths: np.ndarray) -> Iterator[Tuple[int, int]]:
+    """Consecutive row ranges ``[first, last)`` of about ``BLOCK_FRAMES`` frames (a longer row is a block alone)."""
+    first, frames = 0, 0
+    for row, n in enumerate(lengths.tolist()):
+        frames += n
+        if frames >= BLOCK_FRAMES:
+            yield first, row + 1
+            first, frames = row + 1, 0
+    if first < len(lengths):
+        yield first, len(lengths)
+
+
+def model_key(model: KMeansModel) -> str:
+    """Fingerprint of a model's centroids and metadata."""
+    return fingerprint({"centroids": hashlib.sha256(model.centroids.tobytes()).hexdigest(), **model.metadata})
+
+
+def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, device="auto") -> Path:
+    """Label every row of feature shard ``rank`` of ``nshard`` with the model at ``km_path``.
+
+    Writes ``{lab_dir}/{split}_{rank}_{nshard}.km`` (skipped when complete for this model and shard) and
+    ``{lab_dir}/dict.km.txt``. Returns the label file.
+    """
+    model = KMeansModel.load(km_path)
+    feats, lengths, marker = load_shard(feat_dir, split, nshard, rank)
+    if feats.shape[1] != model.dim:
+        raise LabelPrepError(f"{km_path}: centroids are {model.dim}-d but {feat_dir} holds {feats.shape[1]}-d "
+                             f"features; fit the model on these features (same --feature settings).")
+    out = label_path(lab_dir, split, nshard, rank)
+    key = fingerprint({"model": model_key(model), "features": marker["key"]})
+    write_dictionary(lab_dir, model.k)
+    if is_done(out, key):
+        logger.info("%s: complete, skipped", out)
+        return out
+    predict = model.predictor(device)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])  # (R + 1,)
+    with atomic_path(out) as tmp, open(tmp, "w") as f, tqdm(total=int(offsets[-1]), desc=out.stem, unit="frame",
+                                                            unit_scale=True) as bar:
+        for first, last in row_blocks(lengths):
+            labels = predict(feats[offsets[first]: offsets[last]])  # (frames of the block,)
+            f.write(format_lines(labels, lengths[first:last]))
+            bar.update(len(labels))
+    mark_done(out, key, rows=len(lengths), frames=int(offsets[-1]))
+    return out
+
+
+def format_lines(labels: np.ndarray, lengths: np.ndarray) -> str:
+    """Labels (F,) of consecutive rows with ``lengths`` (R,) → R lines of space-separated ints."""
+    words = labels.astype(str)  # (F,) decimal strings
+    bounds = np.cumsum(lengths)[:-1]
+    return "".join(" ".join(row) + "\n" for row in np.split(words, bounds))
+
+
+def write_dictionary(out_dir, k: int) -> Path:
+    """``{out_dir}/dict.km.txt``: ``"<id> 1"`` for ids 0..k-1 (fairseq's label dictionary)."""
+    path = Path(out_dir) / "dict.km.txt"
+    write_text_atomic(path, "".join(f"{i} 1\n" for i in range(k)))
+    return path
+
+
+def merge_stage(lab_dir, split: str, nshard: int, out_dir=None) -> Path:
+    """Concatenate complete shard label files into ``{out_dir or lab_dir}/{split}.km`` (atomically)."""
+    shards = [label_path(lab_dir, split, nshard, rank) for rank in range(nshard)]
+    missing = [p for p in shards if read_marker(p) is None]
+    if missing:
+        raise LabelPrepError(f"{missing[0]}: label shard missing or incomplete ({len(missing)} of {nshard}); run "
+                             f"the apply stage for it first.")
+    out = Path(out_dir or lab_dir) / f"{split}.km"
+    with atomic_path(out) as tmp, open(tmp, "wb") as merged:
+        for shard in shards:
+            with open(shard, "rb") as f:
+                shutil.copyfileobj(f, merged)
+    logger.info("%s: merged %d shards", out, nshard)
+    return out

@@ -1,0 +1,50 @@
+"""Shard bookkeeping shared by every stage: names, content keys and completion markers.
+
+Files of shard ``rank`` of ``nshard`` are named ``{split}_{rank}_{nshard}.*`` as in fairseq's
+``simple_kmeans``. Each output is written atomically, then a ``NAME.done`` marker (JSON) records the key
+of the inputs it was made from. A stage skips an output whose marker holds the current key and redoes it
+otherwise (missing marker = interrupted, other key = stale inputs or settings).
+"""
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+from ..data.atomic import write_text_atomic
+
+
+def shard_stem(split: str, rank: int, nshard: int) -> str:
+    """``{split}_{rank}_{nshard}``, fairseq's shard naming."""
+    return f"{split}_{rank}_{nshard}"
+
+
+def fingerprint(obj) -> str:
+    """Hex SHA-256 of a JSON-serialisable object (key order does not matter)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def marker_path(path: Path) -> Path:
+    """The completion marker of ``path``: ``NAME.done`` beside it."""
+    return path.with_name(path.name + ".done")
+
+
+def read_marker(path: Path) -> Optional[dict]:
+    """The marker of ``path`` (a dict with at least ``key``) if ``path`` and its marker exist, else None."""
+    marker = marker_path(Path(path))
+    if not (Path(path).exists() and marker.exists()):
+        return None
+    try:
+        return json.loads(marker.read_text())
+    except json.JSONDecodeError:  # a damaged marker: treat the output as incomplete (it is redone)
+        return None
+
+
+def is_done(path: Path, key: str) -> bool:
+    """Whether ``path`` is complete and was made from inputs with ``key``."""
+    marker = read_marker(path)
+    return marker is not None and marker.get("key") == key
+
+
+def mark_done(path: Path, key: str, **info) -> None:
+    """Record that ``path`` is complete, made from inputs with ``key`` (plus any JSON ``info``)."""
+    write_text_atomic(marker_path(Path(path)), json.dumps({"key": key, **info}, sort_keys=True) + "\n")
