@@ -3,7 +3,7 @@
 Stock fairseq ``hubert`` / ``data2vec_audio`` models are built in-process (tiny, random) and saved the way
 fairseq saves checkpoints; our ``music_hubert`` / ``music2vec`` come from the shared ``tiny_checkpoints``
 fixture (2 training updates). Parity tolerance: |fairseq - transformers| <= 1e-4 + 1e-4 * max|hidden| on
-every hidden state, unpadded and padded (valid frames).
+every hidden state, unpadded and padded (valid frames); on CPU with torch 2.11 the measured difference is 0.
 """
 import json
 import subprocess
@@ -16,17 +16,14 @@ import torch
 from fairseq.dataclass.configs import FairseqConfig
 from omegaconf import OmegaConf, open_dict
 
-from conftest import write_clips
-
 import music_ssl  # noqa: F401  (registers models; allows Dictionary in weights_only loads)
-from music_ssl.checkpoint import FrozenEncoder
+from music_ssl.checkpoint import CheckpointError, FrozenEncoder
 from music_ssl.export.hf import ExportError, convert_checkpoint, export_checkpoint
 from music_ssl.export.hf_encoder import HFEncoder, HFModelError, hf_hidden_states
 from music_ssl.export.parity import ATOL, RTOL, parity_check
 
 transformers = pytest.importorskip("transformers")
 
-REPO = Path(__file__).resolve().parents[1]
 CONV = "[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2"
 TINY = dict(conv_feature_layers=CONV, encoder_layers=2, encoder_embed_dim=64, encoder_ffn_embed_dim=128,
             encoder_attention_heads=2, conv_pos=16, conv_pos_groups=4)
@@ -88,9 +85,11 @@ def stock_data2vec(tmp: Path, normalize: bool = True, **overrides) -> Path:
 STOCK = {
     "hubert": lambda tmp: stock_hubert(tmp),
     "hubert_prenorm_layernorm_noproj": lambda tmp: stock_hubert(  # conv width == encoder width: no post_extract_proj
-        tmp, normalize=True, extractor_mode="layer_norm", layer_norm_first=True, conv_bias=True,
-        conv_feature_layers="[(64,10,5)] + [(64,3,2)] * 4 + [(64,2,2)] * 2"),
+        tmp, normalize=True, extractor_mode="layer_norm", layer_norm_first=True, conv_bias=True, conv_pos=17,
+        activation_fn="gelu_accurate", conv_feature_layers="[(64,10,5)] + [(64,3,2)] * 4 + [(64,2,2)] * 2"),
     "data2vec_audio": lambda tmp: stock_data2vec(tmp),
+    "data2vec_audio_base_pos_conv_relu": lambda tmp: stock_data2vec(  # base geometry: 5 convs of kernel 95 // 5
+        tmp, conv_pos=95, pos_conv_depth=5, activation_fn="relu"),
 }
 
 
@@ -137,6 +136,21 @@ def test_parity_check_catches_a_wrong_model(tmp_path):
     assert not result["passed"] and result["unpadded_max_abs_diff"] > 1e-2
 
 
+def test_padded_hubert_parity_needs_the_conv_formula_mask(tmp_path, monkeypatch):
+    """At the padded length parity uses, fairseq HuBERT's own frame mask keeps one frame more than transformers':
+    compared without the conv-formula mask the padded states differ, so the padded check is not vacuous."""
+    from contextlib import nullcontext
+
+    from music_ssl.export import parity
+
+    ckpt = stock_hubert(tmp_path)
+    export_checkpoint(ckpt, tmp_path / "hf")
+    monkeypatch.setattr(parity, "conv_formula_padding", lambda model, _spec, _lengths: nullcontext(model))
+    result = parity_check(ckpt, tmp_path / "hf")
+    assert result["unpadded_max_abs_diff"] <= ATOL and result["padded_max_abs_diff"] > 1e-2, result
+    assert not result["passed"]
+
+
 def test_weight_norm_parametrization_keys_convert_the_same(tmp_path):
     """fairseq saved with torch parametrizations (original0/1) converts to the same model as weight_g/v."""
     ckpt = stock_hubert(tmp_path)
@@ -152,29 +166,58 @@ def test_weight_norm_parametrization_keys_convert_the_same(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def edited_checkpoint(ckpt: Path, model_edit=None, cfg_edit=None) -> Path:
+def edited_checkpoint(ckpt: Path, model_edit=None, cfg_edit=None, name: str = "edited.pt") -> Path:
     state = torch.load(ckpt, weights_only=True)
     if model_edit:
         model_edit(state["model"])
     if cfg_edit:
         cfg_edit(state["cfg"]["model"])
-    out = ckpt.with_name("edited.pt")
+    out = ckpt.with_name(name)
     torch.save(state, out)
     return out
 
 
-@pytest.mark.parametrize("edit, message", [
-    (dict(model_edit=lambda m: m.__setitem__("encoder.extra_head.weight", torch.zeros(3))), "no transformers counterpart"),
-    (dict(model_edit=lambda m: m.pop("encoder.layers.1.fc2.bias")), "missing"),
-    (dict(cfg_edit=lambda c: c.__setitem__("layer_norm_first", True)), "post-LN only"),
-    (dict(cfg_edit=lambda c: c.__setitem__("activation_fn", "relu_squared")), "activation_fn"),
-    (dict(cfg_edit=lambda c: c.__setitem__("_name", "wav2vec2")), "no transformers converter"),
+@pytest.mark.parametrize("make, edit, message", [
+    (stock_data2vec, dict(model_edit=lambda m: m.__setitem__("encoder.extra_head.weight", torch.zeros(3))),
+     "no transformers counterpart"),
+    (stock_data2vec, dict(model_edit=lambda m: m.pop("encoder.layers.1.fc2.bias")), "missing"),
+    (stock_data2vec, dict(cfg_edit=lambda c: c.__setitem__("new_arch_option", 1)), "does not know.*new_arch_option"),
+    (stock_data2vec, dict(cfg_edit=lambda c: c.pop("encoder_ffn_embed_dim")), "lacks.*encoder_ffn_embed_dim"),
+    (stock_data2vec, dict(cfg_edit=lambda c: c.__setitem__("layer_type", "conformer")), "layer_type=conformer"),
+    (stock_data2vec, dict(cfg_edit=lambda c: c.__setitem__("layer_norm_first", True)), "post-LN only"),
+    (stock_data2vec, dict(cfg_edit=lambda c: c.__setitem__("activation_fn", "relu_squared")), "activation_fn"),
+    (stock_data2vec, dict(cfg_edit=lambda c: c.__setitem__("_name", "wav2vec2")), "no transformers converter"),
+    (stock_hubert, dict(cfg_edit=lambda c: c.__setitem__("conv_pos_batch_norm", True)), "conv_pos_batch_norm=True"),
 ])
-def test_strict_conversion_raises(tmp_path, edit, message):
-    bad = edited_checkpoint(stock_data2vec(tmp_path), **edit)
+def test_strict_conversion_raises(tmp_path, make, edit, message):
+    bad = edited_checkpoint(make(tmp_path), **edit)
     with pytest.raises(ExportError, match=message) as err:
         convert_checkpoint(bad)
-    assert str(bad) in str(err.value)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+
+
+class NotAllowed:  # a class torch's weights-only unpickler refuses
+    pass
+
+
+def without_cfg(path: Path) -> None:
+    state = torch.load(stock_data2vec(path.parent), weights_only=True)
+    state["cfg"] = None
+    torch.save(state, path)
+
+
+@pytest.mark.parametrize("write, message", [
+    (lambda path: path.write_bytes(b"RIFF....WAVEfmt "), r"cannot be read as a fairseq checkpoint \(\w+: "),
+    (lambda path: torch.save({"model": NotAllowed()}, path), "Unsupported global"),
+    (lambda path: torch.save({"model": {}}, path), "KeyError"),
+    (without_cfg, "no model config"),
+])
+def test_unreadable_checkpoints_raise_one_line(tmp_path, write, message):
+    bad = tmp_path / "bad.pt"
+    write(bad)
+    with pytest.raises(CheckpointError, match=message) as err:
+        convert_checkpoint(bad)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
 
 
 def test_existing_folder_needs_overwrite(tmp_path):
@@ -230,44 +273,77 @@ def test_hf_encoder_rejects_bad_folders(tmp_path):
     transformers.BertModel(bert).save_pretrained(tmp_path / "bert")
     with pytest.raises(HFModelError, match="not a wav2vec2-family"):
         HFEncoder.from_pretrained(tmp_path / "bert")
-
-
-def test_probe_encoder_source_reads_hf_folder(tmp_path):
-    from music_ssl.probe.features.encoder_source import EncoderSource
-
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "config.json").write_text('{"model_type": "no-such-model"}')
+    with pytest.raises(HFModelError, match="odd: config.json is not a config"):
+        HFEncoder.from_pretrained(tmp_path / "odd")
     export_checkpoint(stock_hubert(tmp_path), tmp_path / "hf")
-    source = EncoderSource("hf", tmp_path / "hf", device="cpu")
-    assert isinstance(source.encoder, HFEncoder) and source.encoder.num_layers == 2
-    paths = write_clips(tmp_path / "audio", 2, 1.0)
-    features, names, frame_rate = source.extract(paths, "frames", None, None)
-    assert names == ["cnn", "layer1", "layer2"] and frame_rate == 50.0
-    assert [f.shape for f in features] == [(49, 3, 64)] * 2
+    (tmp_path / "hf" / "model.safetensors").unlink()
+    with pytest.raises(HFModelError, match="hf: cannot load the weights"):
+        HFEncoder.from_pretrained(tmp_path / "hf")
 
 
-def run_export_cli(*args):
-    return subprocess.run([sys.executable, "-m", "tools.export_hf", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+def run_cli_in_process(monkeypatch, capsys, *args) -> tuple:
+    """(exit code, stderr) of ``music-ssl-export-hf ARGS`` run in this process."""
+    from tools.export_hf import cli
+
+    monkeypatch.setattr(sys, "argv", ["music-ssl-export-hf", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli()
+    return exit_info.value.code, capsys.readouterr().err
 
 
-@pytest.mark.slow  # two interpreter start-ups importing fairseq + transformers (~20 s on 2 cores)
-def test_cli_exports_with_check_and_reports_bad_input(tmp_path):
+def test_cli_bad_inputs_give_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    ckpt = stock_data2vec(tmp_path)
+    not_wav2vec2 = edited_checkpoint(ckpt, cfg_edit=lambda c: c.__setitem__("_name", "transformer_lm"))
+    unknown_key = edited_checkpoint(ckpt, model_edit=lambda m: m.__setitem__("encoder.adapter.weight", torch.zeros(2)),
+                                    name="unknown_key.pt")
+    (tmp_path / "taken").write_text("a file")
+    cases = [((tmp_path / "missing.pt", tmp_path / "a"), "missing.pt: checkpoint not found"),
+             ((not_wav2vec2, tmp_path / "b"), "edited.pt: model 'transformer_lm' has no transformers converter"),
+             ((unknown_key, tmp_path / "c"), "unknown_key.pt: weights with no transformers counterpart"),
+             ((ckpt, tmp_path / "taken"), "taken: exists and is not a folder")]
+    for args, message in cases:
+        code, err = run_cli_in_process(monkeypatch, capsys, *args)
+        lines = [line for line in err.splitlines() if not line[:4].isdigit()]  # drop timestamped log lines
+        assert code == 1 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
+        assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no staging leftovers
+
+
+@pytest.mark.slow  # one interpreter start-up importing fairseq + transformers (~10 s on 2 cores)
+def test_console_script_exports_with_check(tmp_path):
     ckpt = stock_hubert(tmp_path)
-    proc = run_export_cli(ckpt, tmp_path / "hf", "--check")
+    script = Path(sys.executable).parent / "music-ssl-export-hf"
+    proc = subprocess.run([str(script), str(ckpt), str(tmp_path / "hf"), "--check"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((tmp_path / "hf" / "export_info.json").read_text())
     assert info["parity"]["passed"] and info["transformers_class"] == "HubertModel"
-    proc = run_export_cli(tmp_path / "missing.pt", tmp_path / "hf2")
-    assert proc.returncode == 1 and "missing.pt" in proc.stderr and "Traceback" not in proc.stderr
+    assert "HubertModel from hubert, 16000 Hz" in proc.stderr
+    model = transformers.AutoModel.from_pretrained(tmp_path / "hf")
+    assert type(model).__name__ == "HubertModel"
+
+
+def moved_away(ckpt: Path, tmp: Path) -> Path:
+    """A copy of ``ckpt`` whose data and label folders do not exist (a checkpoint taken to another machine)."""
+    state = torch.load(ckpt, weights_only=True)
+    for key in ("data", "label_dir"):
+        if key in state["cfg"]["task"]:
+            state["cfg"]["task"][key] = str(tmp / "gone")
+    torch.save(state, tmp / "moved.pt")
+    return tmp / "moved.pt"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["music2vec", "music_hubert"])
 def test_music_models_export_with_parity(tiny_checkpoints, tmp_path, name):
-    ckpt = tiny_checkpoints[name]
-    info = export_checkpoint(ckpt, tmp_path / name)
+    ckpt = moved_away(tiny_checkpoints[name], tmp_path)
+    info = export_checkpoint(ckpt, tmp_path / name, check=True)
     expected = {"music2vec": "Data2VecAudioModel", "music_hubert": "HubertModel"}[name]
     assert info["fairseq_model"] == name and info["transformers_class"] == expected
-    assert_parity(parity_check(ckpt, tmp_path / name))
+    assert_parity(info["parity"])
+    pre = json.loads((tmp_path / name / "preprocessor_config.json").read_text())
+    assert pre["sampling_rate"] == 16000 and pre["do_normalize"] == (name == "music2vec")  # the tiny configs
     reloaded = transformers.AutoModel.from_pretrained(tmp_path / name)
     assert type(reloaded).__name__ == expected
     hidden = hf_hidden_states(reloaded.eval(), torch.zeros(1, 16000))

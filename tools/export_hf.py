@@ -6,20 +6,27 @@
 Writes config.json, model.safetensors, preprocessor_config.json and export_info.json into OUT_DIR (atomically).
 Load the result with ``transformers.AutoModel.from_pretrained(OUT_DIR)`` (no trust_remote_code).
 ``--check`` reloads the folder and compares every hidden state with the fairseq model on random audio
-(unpadded and padded); a failed check exits 1 and writes nothing. Logging level from LOGLEVEL (default INFO).
+(unpadded and padded); a failed check exits 1 and writes nothing. Bad input exits 1 with one line on stderr
+naming the file and the fix. Logging level from LOGLEVEL (default INFO).
 """
 import argparse
-import json
 import logging
 import os
 import sys
 
+logger = logging.getLogger("tools.export_hf")
+
 
 def main(checkpoint: str, out_dir: str, check: bool = False, overwrite: bool = False) -> dict:
+    """Export ``checkpoint`` into ``out_dir``; returns the export info (what export_info.json holds)."""
     from music_ssl.export.hf import export_checkpoint
 
     info = export_checkpoint(checkpoint, out_dir, overwrite=overwrite, check=check)
-    print(json.dumps({k: v for k, v in info.items() if k != "dropped_pretraining_only_keys"}, indent=2))
+    parity = info.get("parity")
+    logger.info("%s -> %s: %s from %s, %d Hz, do_normalize=%s%s", checkpoint, out_dir, info["transformers_class"],
+                info["fairseq_model"], info["sample_rate"], info["do_normalize"],
+                f", parity max |diff| {max(parity['unpadded_max_abs_diff'], parity['padded_max_abs_diff']):.2e}"
+                if parity else "")
     return info
 
 
@@ -33,12 +40,18 @@ def cli() -> None:
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        main(**vars(args))
-    except (ValueError, FileNotFoundError) as err:  # ExportError, CheckpointError: one line naming file and fix
-        print(f"error: {err}", file=sys.stderr)
+        import transformers  # noqa: F401  (the optional extra)
+    except ModuleNotFoundError:
+        print("error: transformers is not installed; install the extra from the music-ssl checkout: "
+              "pip install -e '.[hf]'", file=sys.stderr)
         sys.exit(1)
-    except ImportError as err:
-        print(f"error: {err}; install the transformers extra: pip install '.[hf]'", file=sys.stderr)
+    from music_ssl.checkpoint import CheckpointError
+    from music_ssl.export.hf import ExportError
+
+    try:
+        main(**vars(args))
+    except (ExportError, CheckpointError, FileNotFoundError) as err:  # one line naming the file and the fix
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(1)
 
 

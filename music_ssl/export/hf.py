@@ -1,15 +1,18 @@
 """Strict fairseq → Hugging Face transformers converters for wav2vec2-family encoders (no remote code).
 
-=========================  ======================================  ==========================
-fairseq ``cfg.model._name``  transformers class                     ``config.model_type``
-=========================  ======================================  ==========================
-``music_hubert``, ``hubert``  ``HubertModel``                      ``hubert``
-``music2vec``, ``data2vec_audio``  ``Data2VecAudioModel``          ``data2vec-audio``
-=========================  ======================================  ==========================
+==================================  ======================  =====================
+fairseq ``cfg.model._name``         transformers class      ``config.model_type``
+==================================  ======================  =====================
+``music_hubert``, ``hubert``        ``HubertModel``         ``hubert``
+``music2vec``, ``data2vec_audio``   ``Data2VecAudioModel``  ``data2vec-audio``
+==================================  ======================  =====================
 
-The transformers config is inferred from the checkpoint's ``cfg.model`` (architecture keys mapped one by one,
-unsupported architecture values raise) and every weight is renamed by an explicit rule table. A weight that
-no rule names raises, and so does a transformers weight that nothing filled. The only weights dropped are
+The transformers config is inferred from the checkpoint's ``cfg.model``: every fairseq key is in one table —
+renamed (``CONFIG_RENAMED``), derived (``CONFIG_DERIVED``: conv stack, activation, norms, positional convs),
+required to hold the one value transformers has (``CONFIG_REQUIRED``) or without effect on the encoder's
+hidden states (``CONFIG_UNUSED``: pretraining, teacher and conformer settings). A key in no table raises, as
+does an architecture value transformers cannot express. Every weight is renamed by an explicit rule table; a
+weight no rule names raises, and so does a transformers weight nothing filled. The only weights dropped are
 the pretraining-only heads, which transformers' bare encoder classes do not have:
 
 * HuBERT: ``label_embs_concat`` (cluster embeddings), ``final_proj`` (prediction projection), ``target_glu``;
@@ -17,9 +20,10 @@ the pretraining-only heads, which transformers' bare encoder classes do not have
 
 The mask embedding (``mask_emb``) is kept as ``masked_spec_embed``; transformers' fine-tuning SpecAugment
 settings (``mask_time_prob`` …) keep their transformers defaults, they are not pretraining settings.
-The HuBERT positional convolution is weight-normed: fairseq stores ``weight_g``/``weight_v`` (torch < 2.1
-``weight_norm``) or ``parametrizations.weight.original0/1``; both are read and written in the form the
-installed torch gives transformers (``parametrizations`` for torch ≥ 2.1).
+The HuBERT positional convolution is weight-normed: fairseq's ``nn.utils.weight_norm`` stores
+``weight_g``/``weight_v``, a fairseq on ``nn.utils.parametrizations.weight_norm`` stores
+``parametrizations.weight.original0/1``; both are read and written in the form transformers builds with the
+installed torch (``parametrizations`` for torch ≥ 2.1).
 
 The folder also gets ``preprocessor_config.json`` (``Wav2Vec2FeatureExtractor`` with the task's sample rate
 and ``do_normalize`` = ``task.normalize``) and ``export_info.json`` (source checkpoint, its SHA-256, dropped
@@ -48,6 +52,41 @@ DATA2VEC_NAMES = ("data2vec_audio", "music2vec")
 # fairseq activation_fn -> transformers ACT2FN name (same function)
 ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_accurate", "gelu_fast": "gelu_accurate",
                "tanh": "tanh", "linear": "linear", "swish": "silu"}
+
+# Every fairseq model config key is accounted for; a key in none of these tables raises (it may change the
+# encoder, e.g. a field added by a newer fairseq). A key absent from a checkpoint takes fairseq's default.
+CONFIG_RENAMED = {  # fairseq key -> transformers key, same value
+    "encoder_embed_dim": "hidden_size", "encoder_layers": "num_hidden_layers",
+    "encoder_attention_heads": "num_attention_heads", "encoder_ffn_embed_dim": "intermediate_size",
+    "conv_bias": "conv_bias", "conv_pos_groups": "num_conv_pos_embedding_groups", "dropout": "hidden_dropout",
+    "attention_dropout": "attention_dropout", "activation_dropout": "activation_dropout",
+    "dropout_input": "feat_proj_dropout", "encoder_layerdrop": "layerdrop",
+}
+CONFIG_DERIVED = ("_name", "conv_feature_layers", "activation_fn", "extractor_mode", "layer_norm_first",
+                  "conv_pos", "pos_conv_depth")  # read by common_config / hf_config
+CONFIG_REQUIRED = {"layer_type": "transformer", "conv_pos_batch_norm": False}  # the only values transformers has
+CONFIG_UNUSED = (  # no effect on the bare encoder's hidden states in eval mode
+    # pretraining: masking (transformers' fine-tuning SpecAugment keeps its own defaults), heads, losses
+    "mask_prob", "mask_length", "mask_selection", "mask_other", "no_mask_overlap", "mask_min_space",
+    "mask_channel_prob", "mask_channel_length", "mask_channel_selection", "mask_channel_other",
+    "no_mask_channel_overlap", "mask_channel_min_space", "mask_channel_before", "mask_dropout",
+    "require_same_masks", "feature_grad_mult", "dropout_features", "checkpoint_activations", "final_dim",
+    "untie_final_proj", "target_glu", "logit_temp", "label_rate", "skip_masked", "skip_nomask",
+    # data2vec teacher and targets
+    "average_top_k_layers", "layer_norm_target_layer", "instance_norm_target_layer", "instance_norm_targets",
+    "layer_norm_targets", "batch_norm_target_layer", "group_norm_target_layer", "ema_decay", "ema_end_decay",
+    "ema_anneal_end_step", "ema_transformer_only", "ema_layers_only", "max_update", "min_target_var",
+    "min_pred_var", "loss_beta", "loss_scale",
+    # wav2vec2 fields data2vec-audio inherits but never reads (quantizer, negatives, cropping, length limit)
+    "latent_temp", "latent_vars", "latent_groups", "latent_dim", "quantize_targets", "quantize_input",
+    "same_quantizer", "quantizer_depth", "quantizer_factor", "num_negatives", "negatives_from_everywhere",
+    "cross_sample_negatives", "codebook_negatives", "crop_seq_to_multiple", "max_positions",
+    # the encoder pads its input to this multiple and masks the padding: no effect on valid frames
+    "required_seq_len_multiple",
+    # conformer / adapter layers only (layer_type must be "transformer")
+    "depthwise_conv_kernel_size", "attn_type", "pos_enc_type", "fp16", "adp_num", "adp_dim", "adp_act_fn",
+    "adp_trf_idx",
+)
 
 PRETRAINING_ONLY = {  # fairseq weights with no counterpart in transformers' bare encoders (see module docstring)
     "hubert": (r"label_embs_concat", r"final_proj\.(weight|bias)", r"target_glu\..*"),
@@ -114,24 +153,32 @@ def require(ok: bool, path, message: str) -> None:
         raise ExportError(f"{path}: {message}")
 
 
+def check_config_keys(cfg, path) -> None:
+    """Raise for a model config key in no table, a missing renamed key, or a required key with another value."""
+    known = set(CONFIG_RENAMED) | set(CONFIG_DERIVED) | set(CONFIG_REQUIRED) | set(CONFIG_UNUSED)
+    unknown = sorted(set(cfg.keys()) - known)
+    require(not unknown, path, f"model config keys the converter does not know: {unknown}; they may change the "
+            f"encoder: check what each does and add it to a table in music_ssl/export/hf.py.")
+    missing = sorted(k for k in CONFIG_RENAMED if k not in cfg)
+    require(not missing, path, f"model config lacks {missing}; re-save the checkpoint with a current fairseq.")
+    for key, value in CONFIG_REQUIRED.items():
+        actual = cfg.get(key, value)  # fairseq choice fields may be StrEnum members: compare their values
+        require(str(actual) == str(value), path, f"{key}={actual} has no transformers counterpart "
+                f"(only {key}={value} converts).")
+
+
 def common_config(cfg, path) -> dict:
     """transformers config fields shared by HuBERT and data2vec-audio, from a fairseq model config."""
-    layers = conv_stack(cfg.conv_feature_layers)
-    activation = str(cfg.activation_fn)  # fairseq choice fields may be StrEnum members: compare their values
-    require(str(cfg.get("layer_type", "transformer")) == "transformer", path,
-            f"layer_type={cfg.layer_type} has no transformers counterpart here (only 'transformer').")
+    check_config_keys(cfg, path)
+    layers = conv_stack(cfg.conv_feature_layers)  # [(dim, kernel, stride)]
+    activation = str(cfg.activation_fn)
     require(activation in ACTIVATIONS, path, f"activation_fn={activation} has no transformers "
             f"counterpart; supported: {', '.join(ACTIVATIONS)}.")
     return dict(
-        hidden_size=int(cfg.encoder_embed_dim), num_hidden_layers=int(cfg.encoder_layers),
-        num_attention_heads=int(cfg.encoder_attention_heads), intermediate_size=int(cfg.encoder_ffn_embed_dim),
+        **{hf_key: cfg[key] for key, hf_key in CONFIG_RENAMED.items()},
         hidden_act=ACTIVATIONS[activation], feat_extract_activation="gelu",  # fairseq's conv stack: nn.GELU
         conv_dim=[d for d, _, _ in layers], conv_kernel=[k for _, k, _ in layers],
-        conv_stride=[s for _, _, s in layers], conv_bias=bool(cfg.conv_bias),
-        num_conv_pos_embedding_groups=int(cfg.conv_pos_groups), layer_norm_eps=1e-5,  # fairseq LayerNorm eps
-        hidden_dropout=float(cfg.dropout), attention_dropout=float(cfg.attention_dropout),
-        activation_dropout=float(cfg.activation_dropout), feat_proj_dropout=float(cfg.dropout_input),
-        layerdrop=float(cfg.encoder_layerdrop),
+        conv_stride=[s for _, _, s in layers], layer_norm_eps=1e-5,  # fairseq LayerNorm's eps
     )
 
 
@@ -142,16 +189,16 @@ def hf_config(cfg, path):
     kind = family(cfg._name, path)
     fields = common_config(cfg, path)
     depth = int(cfg.get("pos_conv_depth", 1))
+    extractor = str(cfg.extractor_mode)
     if kind == "hubert":
         require(depth == 1, path, f"pos_conv_depth={depth}: transformers' HubertModel has one positional conv.")
-        require(not cfg.get("conv_pos_batch_norm", False), path,
-                "conv_pos_batch_norm=true is not converted (weight-normed positional conv only).")
+        require(extractor in ("default", "layer_norm"), path, f"extractor_mode={extractor} is unknown.")
         return HubertConfig(
-            **fields, feat_extract_norm="group" if str(cfg.extractor_mode) == "default" else "layer",
+            **fields, feat_extract_norm="group" if extractor == "default" else "layer",
             feat_proj_layer_norm=True, do_stable_layer_norm=bool(cfg.layer_norm_first),
             num_conv_pos_embeddings=int(cfg.conv_pos), architectures=["HubertModel"])
-    require(str(cfg.extractor_mode) == "layer_norm", path, f"extractor_mode={cfg.extractor_mode}: transformers' "
-            f"Data2VecAudioModel has a layer-norm conv stack only.")
+    require(extractor == "layer_norm", path, f"extractor_mode={extractor}: transformers' Data2VecAudioModel has "
+            f"a layer-norm conv stack only.")
     require(not cfg.layer_norm_first, path, "layer_norm_first=true: transformers' Data2VecAudioModel is post-LN only.")
     require(depth > 1, path, "pos_conv_depth=1: transformers' Data2VecAudioModel needs stacked positional convs.")
     return Data2VecAudioConfig(
@@ -199,8 +246,9 @@ def convert_state_dict(state: Dict[str, torch.Tensor], cfg, hf_state: Dict[str, 
             unknown.append(key)
         else:
             out[new] = value
-    require(not unknown, path, f"weights with no transformers counterpart: {unknown[:8]} "
-            f"({len(unknown)} in all); is this a wav2vec2-family encoder the converter knows?")
+    require(not unknown, path, f"weights with no transformers counterpart: {unknown[:8]} ({len(unknown)} in all); "
+            f"the converter maps only the {'/'.join(HUBERT_NAMES + DATA2VEC_NAMES)} encoder and their "
+            f"pretraining heads: drop extra modules from the state dict before exporting.")
     if "post_extract_proj.weight" not in state:
         weight = hf_state["feature_projection.projection.weight"]
         out["feature_projection.projection.weight"] = torch.eye(*weight.shape, dtype=weight.dtype)
@@ -213,6 +261,13 @@ def convert_state_dict(state: Dict[str, torch.Tensor], cfg, hf_state: Dict[str, 
     return out, dropped
 
 
+def one_line(err: Exception) -> str:
+    """The informative line of a possibly multi-line error (torch's weights-only errors put it further down)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
+    return f"{type(err).__name__}: " + next((line for line in lines if line.startswith("WeightsUnpickler error")),
+                                            lines[0])
+
+
 def read_checkpoint(path: Path) -> dict:
     """A fairseq checkpoint's state (``cfg``, ``model``) loaded with the safe unpickler."""
     from fairseq import checkpoint_utils  # music_ssl/__init__ (our parent) registered models and safe globals
@@ -222,8 +277,9 @@ def read_checkpoint(path: Path) -> dict:
                                 f"written by fairseq-hydra-train.")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except Exception as err:
-        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({err}).") from err
+    except Exception as err:  # unpickling, truncation, not a checkpoint at all
+        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({one_line(err)}); pass a "
+                              f"checkpoint_best.pt / checkpoint_last.pt written by fairseq-hydra-train.") from err
     if state.get("cfg") is None or state["cfg"].get("model") is None:
         raise CheckpointError(f"{path}: no model config inside (a pre-hydra fairseq checkpoint?); re-save it "
                               f"with a current fairseq.")
@@ -258,6 +314,8 @@ def feature_extractor(conversion: Conversion):
 @contextmanager
 def staging_dir(out_dir: Path, overwrite: bool):
     """Yield a temporary folder beside ``out_dir``; on success it replaces ``out_dir`` in one rename."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ExportError(f"{out_dir}: exists and is not a folder; choose a folder path for the export.")
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ExportError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite.")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

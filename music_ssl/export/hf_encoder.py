@@ -1,9 +1,10 @@
-"""A frozen encoder over a local transformers wav2vec2-family model folder (contract item 2).
+"""A frozen encoder over a local transformers wav2vec2-family model folder.
 
 :class:`HFEncoder` has the attributes, ``__call__`` and ``encode_long`` of
 :class:`music_ssl.checkpoint.FrozenEncoder`, so probing and HEAR treat an exported music2vec / MusicHuBERT
 folder and a downloaded wav2vec2 / HuBERT / data2vec-audio / WavLM … folder alike. The folder is loaded with
-``AutoModel.from_pretrained(local_files_only=True)`` (never remote code).
+``AutoModel.from_pretrained(local_files_only=True)`` (never remote code), in float32 whatever dtype it was
+saved in (the encoder is fed float32 audio, as the fairseq one is).
 
 Hidden states follow the FrozenEncoder convention: L + 1 tensors, index 0 the Transformer input, index i the
 output of layer i, and the last one is the encoder output (final layer norm applied for pre-LN
@@ -21,7 +22,7 @@ from typing import List, Optional
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import FrozenEncoder, file_sha256
+from ..checkpoint import FrozenEncoder, conv_geometry, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,28 @@ def read_preprocessor(folder: Path) -> tuple:
     return int(config.get("sampling_rate", 16000)), bool(config.get("do_normalize", False))
 
 
+def read_config(folder: Path):
+    """The folder's transformers config; raises unless it describes a wav2vec2-family audio encoder."""
+    from transformers import AutoConfig
+
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder}: no config.json; pass a transformers model folder (e.g. written by "
+                                f"music-ssl-export-hf or downloaded with huggingface-cli download).")
+    try:
+        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as err:  # invalid JSON, unknown model_type
+        raise HFModelError(f"{folder}: config.json is not a config this transformers knows "
+                           f"({str(err).strip().splitlines()[0]}); re-export or re-download the folder.") from err
+    if not all(hasattr(config, a) for a in ("conv_dim", "conv_kernel", "conv_stride", "num_hidden_layers",
+                                            "hidden_size")):
+        raise HFModelError(f"{folder}: model_type '{config.model_type}' is not a wav2vec2-family audio encoder "
+                           f"(needs a conv feature encoder: wav2vec2, hubert, data2vec-audio, wavlm, ...).")
+    if getattr(config, "add_adapter", False):
+        raise HFModelError(f"{folder}: config.add_adapter=true changes the encoder output; use a model without "
+                           f"an adapter.")
+    return config
+
+
 class HFEncoder(FrozenEncoder):
     """A frozen transformers wav2vec2-family encoder giving every hidden state (FrozenEncoder interface).
 
@@ -80,11 +103,9 @@ class HFEncoder(FrozenEncoder):
         self.model = model.eval().to(device)
         self.device, self.sha256 = device, sha256
         self.sample_rate, self.normalize = int(sample_rate), bool(normalize)
-        self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
-        self.receptive_field, self.stride = 1, 1
-        for kernel, step in zip(self.kernels, self.strides):
-            self.receptive_field += (kernel - 1) * self.stride
-            self.stride *= step
+        # the conv stack in fairseq's spec format, so FrozenEncoder.frames and conv_geometry serve both
+        self.conv_layers = repr(list(zip(config.conv_dim, config.conv_kernel, config.conv_stride)))
+        self.receptive_field, self.stride = conv_geometry(self.conv_layers)
         self.frame_rate = self.sample_rate / self.stride
         self.num_layers = int(config.num_hidden_layers)
         self.dim = int(config.hidden_size)
@@ -92,32 +113,20 @@ class HFEncoder(FrozenEncoder):
     @classmethod
     def from_pretrained(cls, model_dir, device=None) -> "HFEncoder":
         """Load a local transformers model folder (config.json + weights) on ``device`` (default CUDA if present)."""
-        from transformers import AutoConfig, AutoModel
+        from transformers import AutoModel
 
         folder = Path(model_dir)
-        if not (folder / "config.json").is_file():
-            raise FileNotFoundError(f"{folder}: no config.json; pass a transformers model folder (e.g. written by "
-                                    f"music-ssl-export-hf or downloaded with huggingface-cli download).")
-        config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
-        if not all(hasattr(config, a) for a in ("conv_kernel", "conv_stride", "num_hidden_layers", "hidden_size")):
-            raise HFModelError(f"{folder}: model_type '{config.model_type}' is not a wav2vec2-family audio encoder "
-                               f"(needs a conv feature encoder: wav2vec2, hubert, data2vec-audio, wavlm, ...).")
-        if getattr(config, "add_adapter", False):
-            raise HFModelError(f"{folder}: config.add_adapter=true changes the encoder output; use a model without "
-                               f"an adapter.")
-        model = AutoModel.from_pretrained(str(folder), config=config, local_files_only=True)
+        config = read_config(folder)
+        try:
+            model = AutoModel.from_pretrained(str(folder), config=config, local_files_only=True, dtype=torch.float32)
+        except (OSError, ValueError) as err:  # no / unreadable weight file, weights not matching the config
+            raise HFModelError(f"{folder}: cannot load the weights ({str(err).strip().splitlines()[0]}); re-export "
+                               f"or re-download the folder.") from err
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         sample_rate, normalize = read_preprocessor(folder)
         logger.info("%s: %s, %d layers x %d, %d Hz", folder, type(model).__name__, config.num_hidden_layers,
                     config.hidden_size, sample_rate)
         return cls(model, sample_rate, normalize, folder_sha256(folder), device)
-
-    def frames(self, num_samples: torch.Tensor) -> torch.Tensor:
-        """Frames (int64) the conv stack gives for ``num_samples`` samples (any int tensor shape)."""
-        frames = torch.as_tensor(num_samples).long().clone()
-        for kernel, step in zip(self.kernels, self.strides):
-            frames = torch.div(frames - kernel, step, rounding_mode="floor") + 1
-        return frames.clamp(min=0)
 
     @torch.no_grad()
     def forward(self, audio: torch.Tensor, lengths: Optional[torch.Tensor], normalize: bool):

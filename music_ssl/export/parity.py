@@ -6,10 +6,12 @@ applied to the last one for pre-LN models), as :func:`music_ssl.models.hidden_st
 and :func:`music_ssl.export.hf_encoder.hf_hidden_states` define them.
 
 Padded batches: transformers marks frame t of an item padded when t >= the conv-formula frame count of its
-length; fairseq data2vec-audio does the same, but fairseq HuBERT's ``forward_padding_mask`` marks a frame
-padded only when its whole stride block of samples is padding (so it keeps about one more frame per item).
-The padded comparison therefore runs fairseq HuBERT with the conv-formula mask (same weights, same modules),
-and compares valid frames only.
+length; fairseq data2vec-audio does the same, but fairseq HuBERT's ``forward_padding_mask`` splits the
+samples into one block per frame (S // T samples, 324 for 1.5 s at the 320x stack) and marks a frame padded
+only when its whole block is padding, so for some lengths it attends to one more frame than transformers
+(1.5 s with a 12 320-sample item: 39 frames against 38). That is a difference of masking rules, not of
+weights, so the padded comparison runs fairseq HuBERT with the conv-formula mask (same weights, same
+modules) and compares valid frames only; the padded length is one where the two rules disagree.
 """
 import logging
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from .hf_encoder import hf_hidden_states
 logger = logging.getLogger(__name__)
 
 ATOL, RTOL = 1e-4, 1e-4  # |fairseq - transformers| <= ATOL + RTOL * max|fairseq|, per hidden state
+PADDED_SECONDS = 0.77  # the padded item: 12 320 samples, where fairseq HuBERT's block rule keeps a frame more
 
 
 def frame_padding(lengths: torch.Tensor, frames: int, conv_spec: str) -> torch.Tensor:
@@ -60,9 +63,14 @@ def max_diff(reference: List[torch.Tensor], other: List[torch.Tensor], valid: to
 
 
 @torch.no_grad()
-def parity_check(checkpoint, hf_dir, seconds: float = 1.5, seed: int = 0, atol: float = ATOL,
-                 rtol: float = RTOL) -> dict:
+def parity_check(checkpoint, hf_dir, seconds: float = 1.5, padded_seconds: float = PADDED_SECONDS,
+                 seed: int = 0, atol: float = ATOL, rtol: float = RTOL) -> dict:
     """Compare a fairseq checkpoint with its exported folder on two random clips, unpadded and padded.
+
+    Args:
+        checkpoint: fairseq ``.pt``; hf_dir: the transformers folder exported from it.
+        seconds: clip length; padded_seconds: the second clip's valid length in the padded batch.
+        seed: seed of the Gaussian noise clips (std 0.3); atol, rtol: see ``ATOL``, ``RTOL``.
 
     Returns a dict: ``unpadded_max_abs_diff``, ``padded_max_abs_diff``, ``max_abs_hidden``, ``atol``,
     ``rtol``, ``passed`` (both diffs <= atol + rtol * max_abs_hidden).
@@ -70,11 +78,11 @@ def parity_check(checkpoint, hf_dir, seconds: float = 1.5, seed: int = 0, atol: 
     from transformers import AutoModel
 
     model, cfg = load_fairseq_model(Path(checkpoint))
-    hf_model = AutoModel.from_pretrained(str(hf_dir), local_files_only=True).eval()
+    hf_model = AutoModel.from_pretrained(str(hf_dir), local_files_only=True, dtype=torch.float32).eval()
     samples = int(seconds * cfg.task.sample_rate)
     generator = torch.Generator().manual_seed(seed)
     audio = 0.3 * torch.randn(2, samples, generator=generator)  # (B, S)
-    lengths = torch.tensor([samples, int(0.7 * samples)])
+    lengths = torch.tensor([samples, int(padded_seconds * cfg.task.sample_rate)])
     padding = torch.arange(samples)[None, :] >= lengths[:, None]  # (B, S) True = padded
     audio = audio.masked_fill(padding, 0.0)
     if cfg.task.get("normalize", False):
