@@ -1,0 +1,180 @@
+"""Label preparation end to end: ``all`` on synthetic audio, sharding, resuming, checks, CLIs."""
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import SAMPLE_RATE, run_cli, synth_clip, write_manifest
+from music_ssl.data.label_alignment import LabelAlignmentError, check_label_alignment
+from music_ssl.labels import KMeansModel, LabelPrepError, check_stage, run_all
+from tools import kmeans_labels
+
+SECONDS = {"train": [1.0, 1.3, 0.8, 1.6, 1.1], "valid": [0.9, 1.2]}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """train.tsv (5 clips) and valid.tsv (2 clips) of 0.8–1.6 s synthetic music in ``tmp_path/data``."""
+    data, audio = tmp_path / "data", tmp_path / "audio"
+    data.mkdir()
+    for split, lengths in SECONDS.items():
+        paths = []
+        for i, seconds in enumerate(lengths):
+            path = audio / split / f"clip{i}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, synth_clip(seconds, seed=100 * len(split) + i), SAMPLE_RATE)
+            paths.append(path)
+        write_manifest(data / f"{split}.tsv", audio, paths)
+    return data
+
+
+def mfcc_all(data, out, **kwargs):
+    return run_all(data, out, feature="mfcc", n_clusters=kwargs.pop("n_clusters", 8), percent=1.0, device="cpu",
+                   **kwargs)
+
+
+def manifest_sizes(tsv):
+    return [int(line.split("\t")[1]) for line in tsv.read_text().splitlines()[1:]]
+
+
+def load_in_training_task(data, label_dir, label_rate):
+    """The MusicHuBERT task's own loading path (its label checks, then fairseq's HubertDataset)."""
+    from music_ssl.tasks.music_hubert_pretraining import MusicHubertPretrainingConfig, MusicHubertPretrainingTask
+
+    cfg = MusicHubertPretrainingConfig(data=str(data), label_dir=str(label_dir), labels=["km"], label_rate=float(label_rate))
+    task = MusicHubertPretrainingTask.setup_task(cfg)
+    task.load_dataset("train")
+    return task.dataset("train")
+
+
+def test_all_writes_labels_aligned_at_100_hz_that_the_training_task_loads(corpus, tmp_path):
+    out = tmp_path / "km"
+    reports = mfcc_all(corpus, out)
+    for split in SECONDS:
+        lines = (out / f"{split}.km").read_text().splitlines()
+        frames = [1 + (n - 400) // 160 for n in manifest_sizes(corpus / f"{split}.tsv")]
+        assert [len(line.split()) for line in lines] == frames
+        check_label_alignment(str(corpus / f"{split}.tsv"), str(out / f"{split}.km"), 100, SAMPLE_RATE)
+        with pytest.raises(LabelAlignmentError):
+            check_label_alignment(str(corpus / f"{split}.tsv"), str(out / f"{split}.km"), 50, SAMPLE_RATE)
+        assert sum(reports[split].usage) == sum(frames) and reports[split].rows == len(frames)
+    assert (out / "dict.km.txt").read_text() == "".join(f"{i} 1\n" for i in range(8))
+    assert KMeansModel.load(out / "kmeans.safetensors").frame_rate == 100.0
+    assert json.loads((out / "report.json").read_text())["valid"]["k"] == 8
+    dataset = load_in_training_task(corpus, out, 100)
+    assert len(dataset[1]["label_list"][0]) == len((out / "train.km").read_text().splitlines()[1].split())
+
+
+def test_sharded_run_gives_the_same_labels_as_one_shard(corpus, tmp_path):
+    mfcc_all(corpus, tmp_path / "one", nshard=1)
+    mfcc_all(corpus, tmp_path / "three", nshard=3)
+    for name in ("train.km", "valid.km", "dict.km.txt"):
+        assert (tmp_path / "one" / name).read_text() == (tmp_path / "three" / name).read_text()
+    np.testing.assert_array_equal(KMeansModel.load(tmp_path / "one" / "kmeans.safetensors").centroids,
+                                  KMeansModel.load(tmp_path / "three" / "kmeans.safetensors").centroids)
+    assert len(list((tmp_path / "three" / "feat").glob("train_*_3.npy"))) == 3
+
+
+def test_rerun_skips_complete_shards_and_redoes_partial_ones(corpus, tmp_path):
+    out = tmp_path / "km"
+    mfcc_all(corpus, out, nshard=2)
+    labels_before = (out / "train.km").read_text()
+    complete, partial = out / "feat" / "train_0_2.npy", out / "feat" / "train_1_2.npy"
+    stamp = complete.stat().st_mtime_ns
+    (out / "feat" / "train_1_2.npy.done").unlink()  # as if interrupted after the rename, before the marker
+    partial.write_bytes(partial.read_bytes()[:200])
+    (out / "shards" / "valid_0_2.km").write_text("0 0\n")  # a stale label shard without its marker
+    (out / "shards" / "valid_0_2.km.done").unlink()
+    mfcc_all(corpus, out, nshard=2)
+    assert complete.stat().st_mtime_ns == stamp
+    assert np.load(partial).shape[0] == sum(int(n) for n in (out / "feat" / "train_1_2.len").read_text().split())
+    assert (out / "train.km").read_text() == labels_before
+    check_label_alignment(str(corpus / "valid.tsv"), str(out / "valid.km"), 100, SAMPLE_RATE)
+
+
+def test_more_clusters_than_frames_is_a_clear_error(corpus, tmp_path):
+    with pytest.raises(LabelPrepError, match=r"train has only \d+ frames for k=5000 clusters; lower --n-clusters"):
+        mfcc_all(corpus, tmp_path / "km", n_clusters=5000)
+
+
+def write_labelled_split(folder, relpaths, label_lines, k):
+    """Manifest rows sized to their label lines at 100 Hz, the .km file and dict.km.txt."""
+    folder.mkdir(exist_ok=True)
+    sizes = [160 * len(line) + 240 for line in label_lines]
+    (folder / "train.tsv").write_text("/audio\n" + "".join(f"{r}\t{n}\n" for r, n in zip(relpaths, sizes)))
+    (folder / "train.km").write_text("".join(" ".join(map(str, line)) + "\n" for line in label_lines))
+    (folder / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(k)))
+
+
+def test_check_reports_usage_entropy_dead_clusters_purity_and_pnmi(tmp_path):
+    lines = [[0, 0, 1, 1, 1], [0, 1], [2, 2, 2, 0], [2, 2]]  # rows 0-1 class "a", rows 2-3 class "b"
+    relpaths = ["x/song_0000.flac", "x/song_0001.flac", "y/other.flac", "z/unknown.flac"]
+    write_labelled_split(tmp_path, relpaths, lines, k=4)
+    (tmp_path / "ref.csv").write_text("path,genre\nx/song.mp3,a\ny/other.wav,b\n")
+    report = check_stage(tmp_path, tmp_path, "train", 100, reference=tmp_path / "ref.csv", reference_column="genre")
+    usage = np.bincount(np.concatenate(lines), minlength=4)
+    p = usage / usage.sum()
+    assert report.usage == usage.tolist() and report.dead_clusters == 1
+    assert report.entropy_bits == pytest.approx(-(p[p > 0] * np.log2(p[p > 0])).sum())
+    assert (report.labelled_rows, report.unlabelled_rows, report.classes) == (3, 1, ["a", "b"])
+    # labelled frames: class a → clusters 0,0,1,1,1,0,1 ; class b → 2,2,2,0
+    joint = np.array([[3, 1], [4, 0], [0, 3]])  # (cluster, class)
+    assert report.purity == pytest.approx(joint.max(1).sum() / joint.sum())
+    pxy = joint / joint.sum()
+    px, py = pxy.sum(1), pxy.sum(0)
+    mutual = sum(pxy[i, j] * math.log(pxy[i, j] / (px[i] * py[j])) for i in range(3) for j in range(2) if pxy[i, j])
+    assert report.pnmi == pytest.approx(mutual / -(py * np.log(py)).sum())
+
+
+def test_check_rejects_misaligned_lines_and_unknown_labels(tmp_path):
+    write_labelled_split(tmp_path, ["a.flac", "b.flac"], [[0] * 50, [1] * 30], k=2)
+    (tmp_path / "train.km").write_text("0 " * 50 + "\n" + "1 " * 5 + "\n")  # second line 0.25 s short
+    with pytest.raises(LabelAlignmentError, match="1 of 2 lines differ"):
+        check_stage(tmp_path, tmp_path, "train", 100)
+    (tmp_path / "train.km").write_text("0 " * 50 + "\n" + "7 " * 30 + "\n")
+    with pytest.raises(LabelPrepError, match=r"train.km:2: label 7 outside 0..1"):
+        check_stage(tmp_path, tmp_path, "train", 100)
+
+
+def test_cli_bad_input_prints_one_error_line_naming_the_file(corpus, tmp_path, monkeypatch, capsys):
+    stereo = tmp_path / "audio" / "train" / "clip1.wav"
+    sf.write(stereo, np.stack([synth_clip(1.3, 0)] * 2, 1), SAMPLE_RATE)  # same length, now two channels
+    monkeypatch.setattr(sys, "argv", ["music-ssl-kmeans", "all", str(corpus), str(tmp_path / "km"),
+                                      "--n-clusters", "4", "--device", "cpu"])
+    with pytest.raises(SystemExit) as exit_info:
+        kmeans_labels.cli()
+    err = capsys.readouterr().err  # log lines, then the error
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert exit_info.value.code == 1 and len(errors) == 1 and "Traceback" not in err
+    assert errors[0].startswith(f"error: {stereo}: has 2 channels, expected mono") and "--convert-dir" in errors[0]
+
+
+@pytest.mark.slow
+def test_console_scripts_manifest_then_sharded_sklearn_labels(tmp_path):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(6):
+        sf.write(audio / f"t{i}.flac", synth_clip(1.0 + 0.2 * i, seed=i), SAMPLE_RATE)
+    run_cli(["music-ssl-manifest", audio, "--dest", tmp_path / "m", "--valid-percent", "0.3", "--seed", "1"], tmp_path)
+    run_cli(["music-ssl-kmeans", "all", tmp_path / "m", tmp_path / "km", "--feature", "mfcc", "--n-mfcc", "20",
+             "--n-clusters", "6", "--nshard", "2", "--backend", "sklearn", "--seed", "1", "--device", "cpu"], tmp_path)
+    reports = kmeans_labels.main("check", tsv_dir=tmp_path / "m", lab_dir=tmp_path / "km")  # rate from the model
+    assert (reports["train"].rows, reports["valid"].rows) == (4, 2)
+    model = KMeansModel.load(tmp_path / "km" / "kmeans.safetensors")
+    assert (model.dim, model.metadata["backend"], model.features["n_mfcc"]) == (60, "sklearn", 20)
+
+
+@pytest.mark.slow
+def test_layer_labels_of_a_checkpoint_align_at_50_hz(session_corpus, tiny_checkpoints, tmp_path):
+    out = tmp_path / "km"
+    run_all(session_corpus, out, feature="layer", checkpoint=tiny_checkpoints["music_hubert"], layer=3, n_clusters=4,
+            percent=1.0, device="cpu")
+    for split in ("train", "valid"):
+        check_label_alignment(str(session_corpus / f"{split}.tsv"), str(out / f"{split}.km"), 50, SAMPLE_RATE)
+        frames = [(n - 400) // 320 + 1 for n in manifest_sizes(session_corpus / f"{split}.tsv")]
+        assert [len(line.split()) for line in (out / f"{split}.km").read_text().splitlines()] == frames
+    assert KMeansModel.load(out / "kmeans.safetensors").features["layer"] == 3
+    assert len(load_in_training_task(session_corpus, out, 50)) == 8
