@@ -1,12 +1,12 @@
 """Probe a representation on MIR tasks.
 
-    python tools/probe.py --config-dir config/probe --config-name music2vec source.path=ckpt.pt
-    music-ssl-probe --config-name demo out_dir=probe_out protocol.seeds=[0,1,2]
-    python tools/probe.py --list-tasks
+    python -m tools.probe --config-dir config/probe --config-name music2vec source.path=ckpt.pt data_root=/data/mir
+    music-ssl-probe --config-name demo data_root=demo_out/corpus out_dir=probe_out protocol.seeds=[0,1,2]
+    music-ssl-probe --list-tasks
 
-The config is composed with hydra (key=value overrides as in any hydra app); see
-``music_ssl/probe/runner.py`` for the keys. Writes results.md / results.csv / probes.csv / results.json /
-layers.png to ``out_dir``. Logging level from the LOGLEVEL environment variable (default INFO).
+The config is composed with hydra (key=value overrides as in any hydra app; the schema with every key's help is
+``music_ssl/probe/config.py``). Writes results.md / results.csv / probes.csv / results.json / layers.png to
+``out_dir`` and prints the results table. Logging level from the LOGLEVEL environment variable (default INFO).
 """
 import argparse
 import logging
@@ -21,6 +21,7 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
          list_tasks: bool = False) -> dict:
     """Compose ``<config_dir>/<config_name>.yaml`` with ``overrides`` and run it; returns the summary."""
     from music_ssl.probe import run_probe
+    from music_ssl.probe.config import register_schema
     from music_ssl.probe.errors import ProbeConfigError
     from music_ssl.probe.tasks import TASKS
 
@@ -36,6 +37,7 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
                                f"available: {sorted(p.stem for p in folder.glob('*.yaml'))}.")
     from hydra import compose, initialize_config_dir
 
+    register_schema()
     with initialize_config_dir(config_dir=str(folder), version_base=None):
         cfg = compose(config_name=config_name, overrides=list(overrides))
     summary = run_probe(cfg)
@@ -61,7 +63,7 @@ def cli() -> None:
     try:
         main(**vars(args))
     except (ProbeError, HydraException, OmegaConfBaseException) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {str(err).strip()}", file=sys.stderr)
         sys.exit(1)
 
 

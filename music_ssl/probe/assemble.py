@@ -59,6 +59,9 @@ def assemble(task, features, device) -> ProbeData:
     splits = {}
     for split in SPLITS:
         x = torch.from_numpy(np.ascontiguousarray(raw[split][0].transpose(1, 0, 2))).to(device, torch.float32)
-        splits[split] = SplitArrays(x, torch.as_tensor(targets[split], device=device), **extras[split])
+        groups = extras[split].get("groups")
+        splits[split] = SplitArrays(x, torch.as_tensor(targets[split], device=device),
+                                    None if groups is None else torch.as_tensor(groups, device=device),
+                                    extras[split].get("files"))
     return ProbeData(task, task_type, splits, task_type.num_outputs(task), features.frame_rate,
                      list(features.layer_names))

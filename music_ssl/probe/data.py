@@ -12,19 +12,14 @@ class SplitArrays:
 
     Attributes:
         x: (S, N, C) float32 features: S hidden states, N items (clips, windows or frames), C dims.
-        y: targets on the same device: (N,) int64 or (N, K) float32.
-        groups: (N,) int64 numpy group index (song of each window, key task) or None.
-        files: beat task: list of (start, stop, reference beat times) frame ranges of each file, else None.
+        y: targets on the same device: (N,) int64 class ids or (N, K) float32.
+        groups: (N,) int64 song index of each item (key task: windows of one song) or None.
+        files: beat task: list of (start, stop, reference beat times in s) — each file's frame range — or None.
     """
     x: torch.Tensor
     y: torch.Tensor
-    groups: Optional[np.ndarray] = None
+    groups: Optional[torch.Tensor] = None
     files: Optional[list] = None
-    groups_t: Optional[torch.Tensor] = field(default=None, repr=False)
-
-    def __post_init__(self):
-        if self.groups is not None and self.groups_t is None:
-            self.groups_t = torch.as_tensor(self.groups, dtype=torch.int64, device=self.y.device)
 
     @property
     def num_items(self) -> int:
@@ -45,6 +40,7 @@ class ProbeData:
     num_outputs: int
     frame_rate: Optional[float] = None
     layer_names: list = field(default_factory=list)
+    _standardized: dict = field(default_factory=dict, repr=False)
 
     @property
     def num_states(self) -> int:
@@ -57,9 +53,14 @@ class ProbeData:
     def targets(self, split: str) -> np.ndarray:
         return self.splits[split].y.cpu().numpy()
 
-    def standardization(self) -> tuple:
-        """Train-split mean and 1/std per hidden state: two (S, C) float32 tensors."""
-        x = self.splits["train"].x
-        mean = x.mean(1)
-        std = x.std(1, unbiased=False)
-        return mean, 1.0 / torch.where(std > 0, std, torch.ones_like(std))
+    def inputs(self, split: str, standardized: bool) -> torch.Tensor:
+        """(S, N, C) features of ``split``, z-scored per hidden state and dim with train statistics if asked
+        (computed once; dims constant on train are only centred)."""
+        x = self.splits[split].x
+        if not standardized:
+            return x
+        if split not in self._standardized:
+            train = self.splits["train"].x
+            mean, std = train.mean(1, keepdim=True), train.std(1, unbiased=False, keepdim=True)  # (S, 1, C)
+            self._standardized[split] = (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
+        return self._standardized[split]

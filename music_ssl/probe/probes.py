@@ -1,11 +1,15 @@
 """Probes: many linear/MLP probes as one stacked computation, and the plain single-probe module it must equal.
 
 :class:`StackedProbes` holds P probes of one architecture (same hidden width, per-layer or weighted-sum input)
-as stacked weights — (P, C, H) and (P, H, K) — and runs them with ``torch.bmm``. Per-probe learning rate, L2,
-dropout, batch size, input layer and standardisation are (P,)-tensors, so a whole grid takes one step per
-kernel. :class:`StackedAdam` is Adam (torch's formula, L2 added to the gradient like ``weight_decay``) with
-per-probe hyper-parameters. :class:`SingleProbe` is the textbook ``nn.Linear`` module used by the sequential
-reference; both draw their initial weights and dropout masks from ``randomness`` so they are comparable.
+as stacked weights — (P, C, H) and (P, H, K) — and runs them with ``torch.baddbmm``. Per-probe input layer,
+dropout rate and random streams are (P,) buffers, so a whole grid takes one kernel per operation.
+:class:`StackedAdam` is Adam (torch's formula, L2 added to the gradient like ``weight_decay``) with per-probe
+learning rate and L2. :class:`SingleProbe` is the textbook ``nn.Linear`` module trained with ``torch.optim.Adam``
+by the sequential reference. Both take initial weights and dropout masks from ``randomness``, so a probe gets the
+same numbers whether it trains alone or in a stack.
+
+Architecture (JukeMIR / MARBLE): [softmax-weighted sum of the S hidden states] -> dropout -> [Linear(C, H) ->
+ReLU -> dropout] -> Linear(., K). ``hidden=0`` is the linear probe.
 """
 import math
 
@@ -14,88 +18,105 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import randomness as rnd
-from .protocols import WEIGHTED_SUM
+from .protocols import WEIGHTED_SUM, ProbeConfig
+
+PARAM_NAMES = ("w_hidden", "b_hidden", "w_out", "b_out", "mix")
 
 
-def _init_uniform(keys: torch.Tensor, purpose: int, shape: tuple, fan_in: int) -> torch.Tensor:
-    """nn.Linear's default init, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), from each probe's stream: (P, *shape)."""
-    bound = 1.0 / math.sqrt(fan_in)
-    return (2 * rnd.uniform(rnd.stream_keys(keys, 0, purpose), shape) - 1) * bound
+def init_params(key: int, config: ProbeConfig, num_states: int, dim: int, num_outputs: int) -> dict:
+    """Initial parameters of one probe (``nn.Linear``'s U(±1/sqrt(fan_in)) init, weighted-sum logits 0).
+
+    Returns:
+        name -> CPU float32 tensor: w_hidden (C, H), b_hidden (1, H) [MLP only], w_out (W, K), b_out (1, K)
+        with W = H or C, mix (S,) [weighted sum only].
+    """
+    hidden = {}
+    width = config.hidden or dim
+    if config.hidden:
+        bound = 1 / math.sqrt(dim)
+        hidden = {"w_hidden": rnd.init_uniform(key, rnd.INIT_HIDDEN, (dim, config.hidden), bound),
+                  "b_hidden": rnd.init_uniform(key, rnd.INIT_BIAS_HIDDEN, (1, config.hidden), bound)}
+    bound = 1 / math.sqrt(width)
+    out = {"w_out": rnd.init_uniform(key, rnd.INIT_OUTPUT, (width, num_outputs), bound),
+           "b_out": rnd.init_uniform(key, rnd.INIT_BIAS_OUTPUT, (1, num_outputs), bound)}
+    mix = {"mix": torch.zeros(num_states)} if config.layer == WEIGHTED_SUM else {}
+    return {**hidden, **out, **mix}
 
 
-def dropout_mask(keys: torch.Tensor, step: int, purpose: int, shape: tuple, rate: torch.Tensor) -> torch.Tensor:
-    """Inverted-dropout multipliers (P, *shape): 0 with probability ``rate`` (P,), else 1 / (1 - rate)."""
-    u = rnd.uniform(rnd.stream_keys(keys, step, purpose), shape)
-    rate = rate.view(-1, *([1] * len(shape)))
-    return (u >= rate).float() / (1 - rate)
+def apply_dropout(x: torch.Tensor, keys: torch.Tensor, step: int, purpose: int, threshold: torch.Tensor,
+                  scale: torch.Tensor) -> torch.Tensor:
+    """Inverted dropout of x: (P, B, W) with per-probe masks from ``randomness.dropout_keep``."""
+    keep = rnd.dropout_keep(keys, step, purpose, x.shape[1], x.shape[2], threshold)
+    return torch.where(keep, x * scale.view(-1, 1, 1), 0.0)
 
 
 class StackedProbes(nn.Module):
-    """P probes sharing one architecture.
+    """P probes sharing one architecture (hidden width; per-layer or weighted-sum input).
 
     Args:
-        keys: (P,) int64 probe keys (``randomness.probe_key``). layers: (P,) int64 hidden-state index, or all
-            ``WEIGHTED_SUM`` for a weighted-sum group. num_states: S. dim: C. hidden: H (0 = linear).
-        num_outputs: K. dropout: (P,) rates. standardize: (P,) bool.
+        params: name -> stacked tensor with a leading P (see :func:`init_params`), becomes ``nn.Parameter``.
+        buffers: keys (P,) int64 probe keys, layers (P,) int64 hidden-state index (all ``WEIGHTED_SUM`` for a
+            weighted-sum group), threshold (P,) int64 and scale (P,) float32 dropout (``randomness``).
     """
 
-    def __init__(self, keys, layers, num_states, dim, hidden, num_outputs, dropout, standardize):
+    def __init__(self, params: dict, buffers: dict):
         super().__init__()
-        self.hidden, self.weighted = hidden, bool((layers == WEIGHTED_SUM).all())
-        for name, value in (("keys", keys), ("layers", layers), ("dropout", dropout),
-                            ("standardize", standardize)):
+        for name, value in params.items():
+            setattr(self, name, nn.Parameter(value))
+        for name, value in buffers.items():
             self.register_buffer(name, value)
-        width = hidden or dim
-        if hidden:
-            self.w_hidden = nn.Parameter(_init_uniform(keys, rnd.INIT_HIDDEN, (dim, hidden), dim))
-            self.b_hidden = nn.Parameter(_init_uniform(keys, rnd.INIT_BIAS_HIDDEN, (1, hidden), dim))
-        self.w_out = nn.Parameter(_init_uniform(keys, rnd.INIT_OUTPUT, (width, num_outputs), width))
-        self.b_out = nn.Parameter(_init_uniform(keys, rnd.INIT_BIAS_OUTPUT, (1, num_outputs), width))
-        if self.weighted:
-            self.mix = nn.Parameter(torch.zeros(len(keys), num_states, device=keys.device))
+        self.hidden = self.w_hidden.shape[-1] if "w_hidden" in params else 0
+        self.weighted = "mix" in params
+        self.dropout = bool((self.threshold > 0).any())
+
+    @classmethod
+    def create(cls, configs: list, num_states: int, dim: int, num_outputs: int, device) -> "StackedProbes":
+        """Stack freshly initialised probes of ``configs`` (one architecture) on ``device``."""
+        keys = [rnd.probe_key(c.as_dict()) for c in configs]
+        singles = [init_params(k, c, num_states, dim, num_outputs) for k, c in zip(keys, configs)]
+        params = {name: torch.stack([s[name] for s in singles]).to(device) for name in singles[0]}
+        threshold = rnd.dropout_threshold(torch.tensor([c.dropout for c in configs])).to(device)
+        buffers = {"keys": torch.tensor(keys, dtype=torch.int64, device=device),
+                   "layers": torch.tensor([c.layer for c in configs], dtype=torch.int64, device=device),
+                   "threshold": threshold, "scale": rnd.dropout_scale(threshold)}
+        return cls(params, buffers)
+
+    def state(self) -> tuple:
+        """(params, buffers): name -> detached tensor (P, ...)."""
+        return ({n: p.detach() for n, p in self.named_parameters()}, {n: b for n, b in self.named_buffers()})
+
+    def subset(self, keep) -> "StackedProbes":
+        """A new stack of probes ``keep`` (bool (P,) or index tensor); parameters are copies."""
+        params, buffers = self.state()
+        return StackedProbes({n: p[keep].clone() for n, p in params.items()}, {n: b[keep] for n, b in buffers.items()})
 
     @property
     def num_probes(self) -> int:
         return self.keys.shape[0]
 
-    def inputs(self, x: torch.Tensor, index: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor):
-        """Gather each probe's input rows.
+    def inputs(self, x: torch.Tensor, index=None) -> torch.Tensor:
+        """Each probe's input rows.
 
         Args:
-            x: (S, N, C) split features; index: (P, B) item indices; mean, inv_std: (S, C) train statistics.
+            x: (S, N, C) split features; index: (P, B) item indices, or None for every item (B = N).
         Returns:
-            (P, B, C) per-layer inputs, or (S, P, B, C) for a weighted-sum group; standardised where asked.
+            (P, B, C) per-layer inputs, or (S, P, B, C) for a weighted-sum group.
         """
-        on = self.standardize.float()
         if self.weighted:
-            rows = x[:, index]  # (S, P, B, C)
-            on = on.view(1, -1, 1, 1)
-            mean, inv_std = mean[:, None, None], inv_std[:, None, None]  # (S, 1, 1, C)
-        else:
-            rows = x[self.layers.unsqueeze(1), index]  # (P, B, C)
-            on = on.view(-1, 1, 1)
-            mean, inv_std = mean[self.layers].unsqueeze(1), inv_std[self.layers].unsqueeze(1)  # (P, 1, C)
-        return (rows - mean * on) * (inv_std * on + (1 - on))
+            return x.unsqueeze(1).expand(-1, self.num_probes, -1, -1) if index is None else x[:, index]
+        return x[self.layers] if index is None else x[self.layers.unsqueeze(1), index]
 
     def forward(self, inputs: torch.Tensor, step=None) -> torch.Tensor:
         """inputs: from :meth:`inputs`; step: training step (dropout on) or None (eval). Returns (P, B, K)."""
         if self.weighted:
             inputs = torch.einsum("ps,spbc->pbc", self.mix.softmax(-1), inputs)
-        P, B, C = inputs.shape
-        if step is not None:
-            inputs = inputs * dropout_mask(self.keys, step, rnd.DROPOUT_INPUT, (B, C), self.dropout)
+        if step is not None and self.dropout:
+            inputs = apply_dropout(inputs, self.keys, step, rnd.DROPOUT_INPUT, self.threshold, self.scale)
         if self.hidden:
             inputs = F.relu(torch.baddbmm(self.b_hidden, inputs, self.w_hidden))  # (P, B, H)
-            if step is not None:
-                inputs = inputs * dropout_mask(self.keys, step, rnd.DROPOUT_HIDDEN, (B, self.hidden), self.dropout)
+            if step is not None and self.dropout:
+                inputs = apply_dropout(inputs, self.keys, step, rnd.DROPOUT_HIDDEN, self.threshold, self.scale)
         return torch.baddbmm(self.b_out, inputs, self.w_out)  # (P, B, K)
-
-    def subset(self, keep: torch.Tensor) -> None:
-        """Keep only probes ``keep`` (bool (P,)), in place (parameters and buffers)."""
-        for name, param in list(self.named_parameters()):
-            setattr(self, name, nn.Parameter(param.data[keep]))
-        for name, buf in list(self.named_buffers()):
-            setattr(self, name, buf[keep])
 
 
 class StackedAdam:
@@ -111,7 +132,8 @@ class StackedAdam:
         self.v = [torch.zeros_like(p) for p in self.params]
         self.t = 0
 
-    def _per_probe(self, value, like):
+    @staticmethod
+    def _per_probe(value: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return value.view(-1, *([1] * (like.dim() - 1)))
 
     @torch.no_grad()
@@ -128,7 +150,7 @@ class StackedAdam:
             p.grad = None
 
     def subset(self, keep: torch.Tensor, params: list) -> None:
-        """Follow :meth:`StackedProbes.subset`: keep probes ``keep`` and re-bind to the new parameters."""
+        """Keep the state of probes ``keep`` and bind to ``params`` (those of ``StackedProbes.subset``)."""
         self.params = list(params)
         self.m = [m[keep] for m in self.m]
         self.v = [v[keep] for v in self.v]
@@ -136,38 +158,48 @@ class StackedAdam:
 
 
 class SingleProbe(nn.Module):
-    """One probe as a plain module (``nn.Linear``, ``F.dropout``-style masks): the sequential reference.
+    """One probe as a plain module (``nn.Linear`` layers): the sequential reference.
 
     Args:
-        key: the probe's key; layer: hidden-state index or ``WEIGHTED_SUM``; others as :class:`StackedProbes`.
+        config: the probe. num_states: S. dim: C. num_outputs: K. device: where to put it.
     """
 
-    def __init__(self, key, layer, num_states, dim, hidden, num_outputs, dropout, device):
+    def __init__(self, config: ProbeConfig, num_states: int, dim: int, num_outputs: int, device):
         super().__init__()
-        self.key = torch.tensor([key], dtype=torch.int64, device=device)
-        self.layer, self.hidden, self.rate = layer, hidden, torch.tensor([dropout], device=device)
-        width = hidden or dim
-        if hidden:
-            self.hidden_layer = nn.Linear(dim, hidden, device=device)
-            self._load(self.hidden_layer, rnd.INIT_HIDDEN, rnd.INIT_BIAS_HIDDEN, dim, hidden)
-        self.output_layer = nn.Linear(width, num_outputs, device=device)
-        self._load(self.output_layer, rnd.INIT_OUTPUT, rnd.INIT_BIAS_OUTPUT, width, num_outputs)
-        if layer == WEIGHTED_SUM:
-            self.mix = nn.Parameter(torch.zeros(num_states, device=device))
+        key = rnd.probe_key(config.as_dict())
+        self.layer, self.hidden = config.layer, config.hidden
+        self.register_buffer("key", torch.tensor([key], dtype=torch.int64, device=device))
+        self.register_buffer("threshold", rnd.dropout_threshold(torch.tensor([config.dropout])).to(device))
+        self.register_buffer("scale", rnd.dropout_scale(self.threshold))
+        init = init_params(key, config, num_states, dim, num_outputs)
+        if self.hidden:
+            self.hidden_layer = self._linear(init["w_hidden"], init["b_hidden"], device)
+        self.output_layer = self._linear(init["w_out"], init["b_out"], device)
+        if self.layer == WEIGHTED_SUM:
+            self.mix = nn.Parameter(init["mix"].to(device))
 
-    @torch.no_grad()
-    def _load(self, linear, weight_purpose, bias_purpose, fan_in, fan_out):
-        linear.weight.copy_(_init_uniform(self.key, weight_purpose, (fan_in, fan_out), fan_in)[0].T)
-        linear.bias.copy_(_init_uniform(self.key, bias_purpose, (1, fan_out), fan_in)[0, 0])
+    @staticmethod
+    def _linear(weight: torch.Tensor, bias: torch.Tensor, device) -> nn.Linear:
+        """nn.Linear holding weight (fan_in, fan_out) transposed and bias (1, fan_out)."""
+        linear = nn.Linear(weight.shape[0], weight.shape[1], device=device)
+        with torch.no_grad():
+            linear.weight.copy_(weight.T)
+            linear.bias.copy_(bias[0])
+        return linear
+
+    def _dropout(self, x: torch.Tensor, step: int, purpose: int) -> torch.Tensor:
+        if not bool(self.threshold[0] > 0):
+            return x
+        return apply_dropout(x.unsqueeze(0), self.key, step, purpose, self.threshold, self.scale)[0]
 
     def forward(self, x: torch.Tensor, step=None) -> torch.Tensor:
-        """x: (B, C) or (S, B, C) for a weighted-sum probe -> (B, K)."""
+        """x: (B, C), or (S, B, C) for a weighted-sum probe -> (B, K)."""
         if self.layer == WEIGHTED_SUM:
             x = torch.einsum("s,sbc->bc", self.mix.softmax(0), x)
         if step is not None:
-            x = x * dropout_mask(self.key, step, rnd.DROPOUT_INPUT, tuple(x.shape), self.rate)[0]
+            x = self._dropout(x, step, rnd.DROPOUT_INPUT)
         if self.hidden:
             x = F.relu(self.hidden_layer(x))
             if step is not None:
-                x = x * dropout_mask(self.key, step, rnd.DROPOUT_HIDDEN, tuple(x.shape), self.rate)[0]
+                x = self._dropout(x, step, rnd.DROPOUT_HIDDEN)
         return self.output_layer(x)

@@ -1,9 +1,8 @@
-"""Results: selection of the best config per layer, mean ± 95% CI over seeds, tables, JSON and the layer plot.
+"""Results files: mean ± 95% CI over seeds, Markdown / CSV / JSON tables and the per-layer plot.
 
-Selection is JukeMIR's: for each layer option (hidden state i, or the weighted sum) the config with the best
-mean validation primary metric over seeds is chosen; its test metrics are reported as the mean over seeds ±
-the half-width of the 95% confidence interval of the mean (Student t with n - 1 degrees of freedom; "n/a" for
-one seed).
+The rows come from ``runner.summarize`` (one per task and layer option). Test metrics are reported as the mean
+over seeds ± the half-width of the 95% confidence interval of the mean (Student t with n - 1 degrees of
+freedom; none for one seed).
 """
 import csv
 import io
@@ -57,7 +56,8 @@ def markdown_table(rows: list) -> str:
     """rows: selected-result dicts (see ``runner``) -> Markdown table (metrics in points, ×100)."""
     lines = ["| task | layer | metric | test | valid | seeds | config |", "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['task']} | {r['layer']} | {r['metric']} | {_fmt(r['test_mean'], r['test_ci95'])} | "
+        layer = f"{r['layer']} ★" if r.get("best_on_valid") else r["layer"]
+        lines.append(f"| {r['task']} | {layer} | {r['metric']} | {_fmt(r['test_mean'], r['test_ci95'])} | "
                      f"{_fmt(r['valid_mean'], r['valid_ci95'])} | {r['seeds']} | {r['config']} |")
     return "\n".join(lines) + "\n"
 
@@ -108,20 +108,28 @@ def plot_layers(path: Path, rows: list, title: str) -> None:
     os.replace(tmp, path)
 
 
+RESULT_COLUMNS = ["run", "source", "task", "layer", "layer_index", "metric", "test_mean", "test_ci95", "valid_mean",
+                  "valid_ci95", "seeds", "best_on_valid", "config", "strategy"]
+
+
 def write_report(out_dir: Path, summary: dict) -> dict:
-    """Write results.md / results.csv / probes.csv / results.json / layers.png; returns their paths."""
+    """Write results.md / results.csv / probes.csv / results.json / layers.png; returns name -> path.
+
+    results.csv has one row per (task, layer option) with the run name and source kind in every row, so the
+    CSVs of several runs concatenate into one table; results.json is the whole summary (NaN where a CI is
+    undefined, i.e. one seed).
+    """
     out_dir = Path(out_dir)
-    rows = summary["selected"]
+    rows = [{"run": summary["name"], "source": summary["source"]["kind"], **r} for r in summary["selected"]]
     paths = {name: out_dir / name for name in ("results.md", "results.csv", "probes.csv", "results.json",
                                                  "layers.png")}
-    header = f"# Probe results: {summary['name']}\n\nsource: {summary['source']['kind']}, protocol: " \
-             f"{summary['protocol']}, metrics ×100, test mean ± 95% CI over seeds.\n\n"
+    header = (f"# Probe results: {summary['name']}\n\nsource: {summary['source']['kind']}, protocol: "
+              f"{summary['protocol']}, metrics x100, test mean ± 95% CI over seeds; ★ = layer chosen on valid.\n\n")
     write_atomic(paths["results.md"], header + markdown_table(rows))
-    write_atomic(paths["results.csv"], csv_text(rows, ["task", "layer", "metric", "test_mean", "test_ci95",
-                                                       "valid_mean", "valid_ci95", "seeds", "config"]))
+    write_atomic(paths["results.csv"], csv_text(rows, RESULT_COLUMNS))
     probe_rows = summary["probes"]
     write_atomic(paths["probes.csv"], csv_text(probe_rows, list(probe_rows[0]) if probe_rows else ["task"]))
-    write_atomic(paths["results.json"], json.dumps(summary, indent=2, default=_json_default))
+    write_atomic(paths["results.json"], json.dumps(summary, indent=1, default=_json_default))
     plot_layers(paths["layers.png"], rows, f"{summary['name']} ({summary['protocol']})")
     return paths
 

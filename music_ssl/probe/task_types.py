@@ -180,11 +180,11 @@ class KeyType(MulticlassType):
         return np.array([index[normalize_key(lab)] for lab in labels], np.int64)
 
     def batched_primary(self, logits, split):
-        return metrics.batched_key_scores(logits, split.y, split.groups_t).max(1).values
+        return metrics.batched_key_scores(logits, split.y, split.groups).max(1).values
 
     def evaluate(self, logits, data):
         """Strategy with the best valid song score is applied to every split (as JukeMIR did)."""
-        by_split = {s: self._song_metrics(logits[s], data.targets(s), data.splits[s].groups) for s in logits}
+        by_split = {s: self._song_metrics(logits[s], data.targets(s), data.splits[s].groups.cpu()) for s in logits}
         valid = by_split.get("valid", next(iter(by_split.values())))
         best = max(metrics.ENSEMBLE_STRATEGIES, key=lambda k: valid[f"score_{k}"])
         for row in by_split.values():
@@ -193,18 +193,17 @@ class KeyType(MulticlassType):
         return by_split
 
     @staticmethod
-    def _song_metrics(logits, y, groups):
-        groups_t = torch.as_tensor(groups)
-        num = int(groups_t.max()) + 1
-        preds = metrics.song_ensembles(torch.as_tensor(logits).unsqueeze(0), groups_t, num)[:, 0].numpy()
+    def _song_metrics(logits: np.ndarray, y: np.ndarray, groups: torch.Tensor) -> dict:
+        """logits: (N, 24) window logits; y: (N,) key ids; groups: (N,) song index -> window and song metrics."""
+        num = int(groups.max()) + 1
+        preds = metrics.song_ensembles(torch.as_tensor(logits).unsqueeze(0), groups, num)[:, 0].numpy()  # (4, G)
         song_y = np.zeros(num, np.int64)
-        song_y[groups] = y
-        ref = [metrics.KEY_NAMES[i] for i in song_y]
+        song_y[groups.numpy()] = y
+        names = np.array(metrics.KEY_NAMES)
         row = {"clip_accuracy": float((logits.argmax(1) == y).mean()),
-               "clip_score": metrics.key_weighted_score([metrics.KEY_NAMES[i] for i in y],
-                                                        [metrics.KEY_NAMES[i] for i in logits.argmax(1)])}
+               "clip_score": metrics.key_weighted_score(names[y], names[logits.argmax(1)])}
         for name, pred in zip(metrics.ENSEMBLE_STRATEGIES, preds):
-            row[f"score_{name}"] = metrics.key_weighted_score(ref, [metrics.KEY_NAMES[i] for i in pred])
+            row[f"score_{name}"] = metrics.key_weighted_score(names[song_y], names[pred])
             row[f"accuracy_{name}"] = float((pred == song_y).mean())
         return row
 
@@ -212,8 +211,9 @@ class KeyType(MulticlassType):
 class BeatType(MultilabelType):
     """Frame-level beat activation (one sigmoid output per frame).
 
-    Early stopping uses frame-level average precision on valid frames (a DBN per probe per evaluation would
-    cost minutes); configs are selected and reported with the beat F-measure after DBN decoding.
+    Targets are 1 on the frame nearest each beat and 0.5 on its neighbours (``beat.beat_targets``). Early
+    stopping and config selection use the average precision of beat frames on valid (a DBN per probe per
+    evaluation would cost minutes); the selected probes are reported with the beat F-measure after madmom's DBN.
     """
     name, primary = "beat", "f_measure"
 
@@ -221,7 +221,7 @@ class BeatType(MultilabelType):
         return 1
 
     def batched_primary(self, logits, split):
-        return metrics.batched_macro_average_precision(logits, split.y)
+        return metrics.batched_macro_average_precision(logits, (split.y >= 1).float())  # beat frames only
 
     def evaluate(self, logits, data):
         from .beat import decode_beats

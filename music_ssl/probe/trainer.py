@@ -1,10 +1,12 @@
 """Train a grid of probes: all together as stacked tensors (:func:`train_batched`) or one after another
-(:func:`train_sequential`, the reference the batched run must equal).
+(:func:`train_sequential`, the textbook reference the batched run must equal).
 
 Both follow the same schedule: validate at step 0 and every ``eval_every`` steps, keep each probe's best
 validation point (strictly higher primary metric), stop a probe after ``patience`` validations without
 improvement or once it has done its step budget (``max_epochs`` of its own batch size, rounded up to the next
-validation). Finished probes leave the stacked tensors, so late steps only pay for probes still training.
+validation). The batched run stacks probes sharing (hidden width, weighted sum or not, batch size,
+standardisation) so no probe pays for another's larger batch; finished probes leave their stack, so late
+steps only pay for probes still training.
 """
 import logging
 import math
@@ -22,7 +24,7 @@ from .protocols import WEIGHTED_SUM, TrainSettings
 
 logger = logging.getLogger(__name__)
 EVAL_SPLITS = ("valid", "test")
-_CHUNK_ELEMENTS = 1 << 25  # per-chunk gathered input elements at evaluation (128 MiB of float32)
+_CHUNK_ELEMENTS = 1 << 25  # gathered input elements per evaluation chunk (128 MiB of float32)
 
 
 @dataclass
@@ -46,11 +48,11 @@ def schedule(settings: TrainSettings, num_items: int, batch_sizes) -> tuple:
     """Resolve epochs to steps.
 
     Returns:
-        (eval_every, max_steps) where max_steps is a list aligned with ``batch_sizes``, each a multiple of
-        eval_every (or None = unlimited).
+        (eval_every, max_steps): max_steps is a list aligned with ``batch_sizes``, each a multiple of
+        eval_every, or None (unlimited).
     """
     if settings.patience is None and settings.max_epochs is None and settings.max_steps is None:
-        raise ProbeConfigError("train settings: set at least one of patience, max_epochs, max_steps "
+        raise ProbeConfigError("protocol.train: set at least one of patience, max_epochs, max_steps "
                                "(otherwise training never stops).")
     eval_every = settings.eval_every
     if settings.eval_every_epochs:
@@ -66,151 +68,125 @@ def schedule(settings: TrainSettings, num_items: int, batch_sizes) -> tuple:
     return eval_every, limits
 
 
-def _probe_keys(configs, device) -> torch.Tensor:
-    return torch.tensor([rnd.probe_key(c.as_dict()) for c in configs], dtype=torch.int64, device=device)
+def stack_key(config) -> tuple:
+    """Probes with the same key train in one stack: (hidden, weighted sum, batch size, standardise)."""
+    return config.hidden, config.layer == WEIGHTED_SUM, config.batch_size, config.standardize
 
 
-class _Group:
-    """The probes of one architecture (hidden width, weighted-sum or not) being trained together."""
+class _Stack:
+    """The live probes of one stack, their optimiser and their best parameters so far."""
 
-    def __init__(self, rows, configs, data, max_steps, device):
-        self.all_rows = np.asarray(rows)  # global probe indices of the whole group
-        self.rows = torch.tensor(rows, device=device)  # global probe indices of live probes
-        self.origin = torch.arange(len(rows), device=device)  # positions in the full group
+    def __init__(self, rows: list, configs: list, data, max_steps: list):
+        device = data.splits["train"].x.device
         pick = [configs[i] for i in rows]
-        f = lambda attr, dtype: torch.tensor([getattr(c, attr) for c in pick], dtype=dtype, device=device)  # noqa: E731
-        args = (_probe_keys(pick, device), f("layer", torch.int64), data.num_states, data.dim, pick[0].hidden,
-                data.num_outputs, f("dropout", torch.float32), f("standardize", torch.bool))
-        self.model = StackedProbes(*args)
-        self.final = StackedProbes(*args)  # receives the best parameters at the end
-        self.best = {k: v.detach().clone() for k, v in self.model.named_parameters()}
-        self.opt = StackedAdam(self.model.parameters(), f("lr", torch.float32), f("l2", torch.float32))
-        self.batch = f("batch_size", torch.int64).clamp(max=data.splits["train"].num_items)
-        self.max_steps = torch.tensor([m if m is not None else 2 ** 62 for m in (max_steps[i] for i in rows)],
+        self.all_rows = np.asarray(rows)  # global probe indices of the whole stack
+        self.rows = torch.tensor(rows, device=device)  # global indices of live probes
+        self.origin = torch.arange(len(rows), device=device)  # live probes' positions in the whole stack
+        self.model = StackedProbes.create(pick, data.num_states, data.dim, data.num_outputs, device)
+        self.best, self.buffers = self.model.state()
+        self.best = {name: p.clone() for name, p in self.best.items()}
+        per_probe = lambda attr: torch.tensor([getattr(c, attr) for c in pick], device=device)  # noqa: E731
+        self.opt = StackedAdam(self.model.parameters(), per_probe("lr").float(), per_probe("l2").float())
+        self.batch = min(pick[0].batch_size, data.splits["train"].num_items)
+        self.x = {s: data.inputs(s, pick[0].standardize) for s in data.splits}
+        self.max_steps = torch.tensor([2 ** 62 if max_steps[i] is None else max_steps[i] for i in rows],
                                       device=device)
         self.bad = torch.zeros(len(rows), dtype=torch.int64, device=device)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.rows.shape[0]
 
     def keep(self, keep: torch.Tensor) -> None:
-        self.model.subset(keep)
+        """Drop the probes where ``keep`` (bool (live,)) is False."""
+        self.model = self.model.subset(keep)
         self.opt.subset(keep, self.model.parameters())
-        for name in ("rows", "origin", "batch", "max_steps", "bad"):
+        for name in ("rows", "origin", "max_steps", "bad"):
             setattr(self, name, getattr(self, name)[keep])
 
+    def train_step(self, data, step: int) -> None:
+        train = data.splits["train"]
+        index = rnd.sample_batches(rnd.stream_keys(self.model.keys, step, rnd.BATCH), train.num_items, self.batch)
+        logits = self.model(self.model.inputs(self.x["train"], index), step)  # (P, B, K)
+        data.type.loss(logits, train.y[index]).mean(1).sum().backward()  # each probe: mean over its batch
+        self.opt.step()
 
-def _train_step(group: _Group, data, step: int, mean, inv_std) -> None:
-    train = data.splits["train"]
-    bmax = int(group.batch.max())
-    index = rnd.sample_batches(rnd.stream_keys(group.model.keys, step, rnd.BATCH), train.num_items, bmax)
-    weight = (torch.arange(index.shape[1], device=index.device) < group.batch.unsqueeze(1)).float()
-    weight = weight / group.batch.unsqueeze(1)  # (P, B): mean over each probe's own batch
-    logits = group.model(group.model.inputs(train.x, index, mean, inv_std), step)  # (P, B, K)
-    loss = (data.type.loss(logits, train.y[index]) * weight).sum()
-    loss.backward()
-    group.opt.step()
+    def validate(self, data, step: int, records: tuple) -> None:
+        """Score live probes on valid; record improvements and copy improved parameters to ``best``."""
+        best_valid, best_step = records
+        scores = data.type.batched_primary(stacked_logits(self.model, self.x["valid"]), data.splits["valid"])
+        rows = self.rows
+        improved = scores.float() > best_valid[rows]  # NaN never improves
+        best_valid[rows] = torch.where(improved, scores.float(), best_valid[rows])
+        best_step[rows] = torch.where(improved, torch.full_like(best_step[rows], step), best_step[rows])
+        self.bad = torch.where(improved, torch.zeros_like(self.bad), self.bad + 1)
+        for name, param in self.model.named_parameters():
+            self.best[name][self.origin[improved]] = param.detach()[improved]
+
+    def best_model(self) -> StackedProbes:
+        return StackedProbes({n: p.clone() for n, p in self.best.items()}, self.buffers)
 
 
 @torch.no_grad()
-def stacked_logits(model: StackedProbes, split, mean, inv_std) -> torch.Tensor:
-    """Evaluation logits of every probe of ``model`` on a whole split, in probe chunks: (P, N, K)."""
-    n = split.num_items
-    per_probe = n * split.x.shape[2] * (split.x.shape[0] if model.weighted else 1)
+def stacked_logits(model: StackedProbes, x: torch.Tensor) -> torch.Tensor:
+    """Logits of every probe of ``model`` on every item of x (S, N, C), in probe chunks: (P, N, K)."""
+    per_probe = x.shape[1] * x.shape[2] * (x.shape[0] if model.weighted else 1)
     chunk = max(1, _CHUNK_ELEMENTS // max(per_probe, 1))
-    index_all = torch.arange(n, device=split.x.device)
+    if chunk >= model.num_probes:
+        return model(model.inputs(x))
     outs = []
     for start in range(0, model.num_probes, chunk):
-        sub = _slice_model(model, start, start + chunk)
-        index = index_all.unsqueeze(0).expand(sub.num_probes, n)
-        outs.append(sub(sub.inputs(split.x, index, mean, inv_std)))
+        sub = model.subset(torch.arange(start, min(start + chunk, model.num_probes), device=x.device))
+        outs.append(sub(sub.inputs(x)))
     return torch.cat(outs)
 
 
-def _slice_model(model: StackedProbes, start: int, stop: int) -> StackedProbes:
-    if start == 0 and stop >= model.num_probes:
-        return model
-    view = StackedProbes.__new__(StackedProbes)
-    torch.nn.Module.__init__(view)
-    view.hidden, view.weighted = model.hidden, model.weighted
-    for name, param in model.named_parameters():
-        setattr(view, name, torch.nn.Parameter(param.data[start:stop], requires_grad=False))
-    for name, buf in model.named_buffers():
-        view.register_buffer(name, buf[start:stop])
-    return view
-
-
-def _validate(group, data, step, mean, inv_std, best_valid, best_step) -> None:
-    scores = data.type.batched_primary(stacked_logits(group.model, data.splits["valid"], mean, inv_std),
-                                       data.splits["valid"]).float()
-    rows = group.rows
-    improved = scores > best_valid[rows]  # NaN never improves
-    best_valid[rows] = torch.where(improved, scores, best_valid[rows])
-    best_step[rows] = torch.where(improved, torch.full_like(best_step[rows], step), best_step[rows])
-    group.bad = torch.where(improved, torch.zeros_like(group.bad), group.bad + 1)
-    with torch.no_grad():
-        for name, param in group.model.named_parameters():
-            target = group.best[name]
-            target[group.origin[improved]] = param.data[improved]
-
-
 def train_batched(configs: list, data, settings: TrainSettings, progress: bool = True) -> TrainResult:
-    """Train every probe of ``configs`` together (stacked by architecture) on ``data`` (a ``ProbeData``)."""
+    """Train every probe of ``configs`` together (one stack per ``stack_key``) on ``data`` (a ``ProbeData``)."""
     device = data.splits["train"].x.device
     begin = time.perf_counter()
     eval_every, max_steps = schedule(settings, data.splits["train"].num_items, [c.batch_size for c in configs])
-    mean, inv_std = data.standardization()
-    groups = []
-    for arch in sorted({(c.hidden, c.layer == WEIGHTED_SUM) for c in configs}):
-        rows = [i for i, c in enumerate(configs) if (c.hidden, c.layer == WEIGHTED_SUM) == arch]
-        groups.append(_Group(rows, configs, data, max_steps, device))
-    everyone = list(groups)
-    P = len(configs)
+    stacks = []
+    for key in sorted({stack_key(c) for c in configs}):
+        stacks.append(_Stack([i for i, c in enumerate(configs) if stack_key(c) == key], configs, data, max_steps))
+    everyone, P = list(stacks), len(configs)
     best_valid = torch.full((P,), -math.inf, device=device)
-    best_step = torch.zeros(P, dtype=torch.int64, device=device)
-    steps = torch.zeros(P, dtype=torch.int64, device=device)
+    best_step, steps = (torch.zeros(P, dtype=torch.int64, device=device) for _ in range(2))
     step = 0
-    bar = tqdm(desc=f"{P} probes", unit="step", disable=None if progress else True)
-    while True:
-        if step % eval_every == 0:
-            groups = _validate_and_stop(groups, data, step, mean, inv_std, (best_valid, best_step, steps),
-                                        settings.patience)
-            bar.set_postfix(active=sum(len(g) for g in groups))
-            if not groups:
-                break
-        for group in groups:
-            _train_step(group, data, step, mean, inv_std)
-        step += 1
-        bar.update(1)
-    bar.close()
+    with tqdm(desc=f"{P} probes", unit="step", disable=None if progress else True) as bar:
+        while True:
+            if step % eval_every == 0:
+                stacks = _validate_and_stop(stacks, data, step, (best_valid, best_step), steps, settings.patience)
+                bar.set_postfix(active=sum(len(s) for s in stacks))
+                if not stacks:
+                    break
+            for stack in stacks:
+                stack.train_step(data, step)
+            step += 1
+            bar.update(1)
     logits = {split: np.zeros((P, data.splits[split].num_items, data.num_outputs), np.float32)
               for split in EVAL_SPLITS}
-    for group in everyone:
-        with torch.no_grad():
-            for name, param in group.final.named_parameters():
-                param.copy_(group.best[name])
+    for stack in everyone:
+        model = stack.best_model()
         for split in EVAL_SPLITS:
-            out = stacked_logits(group.final, data.splits[split], mean, inv_std)
-            logits[split][group.all_rows] = out.float().cpu().numpy()
+            logits[split][stack.all_rows] = stacked_logits(model, stack.x[split]).float().cpu().numpy()
     return TrainResult(configs, logits, best_valid.cpu().numpy(), best_step.cpu().numpy(), steps.cpu().numpy(),
                        time.perf_counter() - begin)
 
 
-def _validate_and_stop(groups, data, step, mean, inv_std, records, patience) -> list:
-    """Validate every live probe, stop the finished ones; returns the groups with probes left."""
-    best_valid, best_step, steps = records
+def _validate_and_stop(stacks: list, data, step: int, records: tuple, steps, patience) -> list:
+    """Validate every live probe, stop the finished ones; returns the stacks with probes left."""
     alive = []
-    for group in groups:
-        _validate(group, data, step, mean, inv_std, best_valid, best_step)
-        stop = group.max_steps <= step
+    for stack in stacks:
+        stack.validate(data, step, records)
+        stop = stack.max_steps <= step
         if patience is not None:
-            stop |= group.bad >= patience
-        steps[group.rows[stop]] = step
+            stop |= stack.bad >= patience
+        steps[stack.rows[stop]] = step
         if bool(stop.all()):
             continue
         if bool(stop.any()):
-            group.keep(~stop)
-        alive.append(group)
+            stack.keep(~stop)
+        alive.append(stack)
     return alive
 
 
@@ -218,46 +194,42 @@ def _validate_and_stop(groups, data, step, mean, inv_std, records, patience) -> 
 
 def train_sequential(configs: list, data, settings: TrainSettings, progress: bool = True) -> TrainResult:
     """Train each probe on its own with ``nn.Linear`` modules and ``torch.optim.Adam`` (the reference loop)."""
-    device = data.splits["train"].x.device
     begin = time.perf_counter()
     eval_every, max_steps = schedule(settings, data.splits["train"].num_items, [c.batch_size for c in configs])
-    mean, inv_std = data.standardization()
     P = len(configs)
     logits = {split: np.zeros((P, data.splits[split].num_items, data.num_outputs), np.float32)
               for split in EVAL_SPLITS}
     best_valid, best_step, steps = np.full(P, -np.inf), np.zeros(P, np.int64), np.zeros(P, np.int64)
     for p, config in enumerate(tqdm(configs, desc="sequential probes", disable=None if progress else True)):
-        outcome = _train_one(config, data, settings.patience, eval_every, max_steps[p], mean, inv_std)
-        best_valid[p], best_step[p], steps[p], per_split = outcome
+        best_valid[p], best_step[p], steps[p], per_split = _train_one(config, data, settings.patience, eval_every,
+                                                                      max_steps[p])
         for split in EVAL_SPLITS:
             logits[split][p] = per_split[split]
     return TrainResult(configs, logits, best_valid, best_step, steps, time.perf_counter() - begin)
 
 
-def _single_inputs(config, x, index, mean, inv_std) -> torch.Tensor:
-    """Rows ``index`` of one probe's input: (B, C), or (S, B, C) for a weighted-sum probe; standardised if asked."""
-    if config.layer == WEIGHTED_SUM:
-        rows = x[:, index]
-        return (rows - mean[:, None]) * inv_std[:, None] if config.standardize else rows
-    rows = x[config.layer, index]
-    return (rows - mean[config.layer]) * inv_std[config.layer] if config.standardize else rows
+def _rows(config, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` of one probe's input: (B, C), or (S, B, C) for a weighted-sum probe."""
+    return x[:, index] if config.layer == WEIGHTED_SUM else x[config.layer, index]
 
 
-def _train_one(config, data, patience, eval_every, max_steps, mean, inv_std) -> tuple:
+def _train_one(config, data, patience, eval_every: int, max_steps) -> tuple:
+    """Train one probe; returns (best valid metric, its step, steps trained, split -> (N, K) numpy logits)."""
     train, valid = data.splits["train"], data.splits["valid"]
-    model = SingleProbe(rnd.probe_key(config.as_dict()), config.layer, data.num_states, data.dim, config.hidden,
-                        data.num_outputs, config.dropout, train.x.device)
+    x = {s: data.inputs(s, config.standardize) for s in data.splits}
+    model = SingleProbe(config, data.num_states, data.dim, data.num_outputs, train.x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.l2)
     batch = min(config.batch_size, train.num_items)
 
-    def split_logits(split):
-        with torch.no_grad():
-            return model(_single_inputs(config, split.x, torch.arange(split.num_items, device=split.x.device), mean, inv_std))
+    @torch.no_grad()
+    def split_logits(split: str) -> torch.Tensor:
+        return model(_rows(config, x[split], torch.arange(x[split].shape[1], device=train.x.device)))
 
-    best, best_step, bad, best_state, step = -math.inf, 0, 0, None, 0
+    best, best_step, bad, step = -math.inf, 0, 0, 0
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}  # kept if no score is a number
     while True:
         if step % eval_every == 0:
-            score = float(data.type.batched_primary(split_logits(valid).unsqueeze(0), valid)[0])
+            score = float(data.type.batched_primary(split_logits("valid").unsqueeze(0), valid)[0])
             if score > best:
                 best, best_step, bad = score, step, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -266,13 +238,11 @@ def _train_one(config, data, patience, eval_every, max_steps, mean, inv_std) -> 
             if (max_steps is not None and step >= max_steps) or (patience is not None and bad >= patience):
                 break
         index = rnd.sample_batches(rnd.stream_keys(model.key, step, rnd.BATCH), train.num_items, batch)[0]
-        loss = data.type.loss(model(_single_inputs(config, train.x, index, mean, inv_std), step).unsqueeze(0),
-                              train.y[index].unsqueeze(0)).mean()
+        logits = model(_rows(config, x["train"], index), step).unsqueeze(0)  # (1, B, K)
+        loss = data.type.loss(logits, train.y[index].unsqueeze(0)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         step += 1
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    per_split = {s: split_logits(data.splits[s]).float().cpu().numpy() for s in EVAL_SPLITS}
-    return best, best_step, step, per_split
+    model.load_state_dict(best_state)
+    return best, best_step, step, {s: split_logits(s).float().cpu().numpy() for s in EVAL_SPLITS}

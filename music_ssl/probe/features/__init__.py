@@ -23,18 +23,21 @@ SOURCE_KINDS = ("checkpoint", "hf", "jukebox", "chroma", "mfcc")
 
 
 def build_source(kind: str, path=None, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
-                 device: str = "auto", dim: int = 4800, encoder=None) -> FeatureSource:
-    """Build a feature source from its config (``source:`` block of a probe config)."""
+                 device: str = "auto", dim: int = 4800, random_init: bool = False, seed: int = 0,
+                 sample_rate: int = 22050) -> FeatureSource:
+    """Build a feature source from the ``source:`` block of a probe config (see ``probe.config.SourceConfig``)."""
     if kind in ("checkpoint", "hf"):
-        if path is None and encoder is None:
+        if path is None:
             raise ProbeConfigError(f"source.kind={kind} needs source.path (the checkpoint / model folder).")
-        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, encoder=encoder)
+        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, random_init, seed)
+    if random_init:
+        raise ProbeConfigError(f"source.random_init=true needs source.kind=checkpoint, not {kind!r}.")
     if kind == "jukebox":
         if path is None:
             raise ProbeConfigError("source.kind=jukebox needs source.path (the folder of .npy features).")
         return JukeboxSource(path, dim)
     if kind in ("chroma", "mfcc"):
-        return HandcraftedSource(kind)
+        return HandcraftedSource(kind, sample_rate)
     raise ProbeConfigError(f"unknown source.kind {kind!r}; choose one of {list(SOURCE_KINDS)}.")
 
 

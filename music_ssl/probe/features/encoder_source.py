@@ -5,9 +5,10 @@ The encoder object follows the shared contract (``music_ssl.checkpoint.FrozenEnc
 ``music_ssl.export.hf_encoder.HFEncoder``): ``encoder(audio (B, S), lengths)`` -> (list of L + 1 (B, T, C),
 frame_lengths) and ``encoder.encode_long(audio (S,) numpy, chunk_seconds)`` -> list of L + 1 (T, C) numpy.
 Files are batched only with files of exactly the same length (so no padding can change a result); files longer
-than ``chunk_seconds`` go through ``encode_long``. The model is loaded only when the cache misses.
+than ``chunk_seconds`` go through ``encode_long``. Audio is resampled to the encoder's sample rate, which the
+checkpoint fixes (so the checkpoint hash in the cache key covers it). The model is loaded only when the cache
+misses.
 """
-import hashlib
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -17,29 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from music_ssl.checkpoint import file_sha256
+
 from ..audio import audio_info, read_audio
-from ..errors import MissingDataError, ProbeConfigError
+from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
 from .source import FeatureSource, mean_windows
 
 logger = logging.getLogger(__name__)
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def folder_sha256(folder: Path) -> str:
-    """Hash of a model folder: names and contents of its config and weight files."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in {".json", ".safetensors", ".bin"})
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(file_sha256(path).encode())
-    return digest.hexdigest()
 
 
 def default_device(device: Optional[str] = None) -> torch.device:
@@ -59,38 +44,52 @@ class EncoderSource(FeatureSource):
         batch_size: files per forward pass (same-length files only).
         chunk_seconds: files longer than this are encoded in chunks (``encode_long``).
         device: "auto" (CUDA when present), "cpu", "cuda:0", ...
-        encoder: an already-built encoder object (tests); skips loading.
+        random_init: checkpoint only: the checkpoint's architecture with fresh weights drawn with ``seed``.
     """
 
     def __init__(self, kind: str, path, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
-                 device: Optional[str] = "auto", encoder=None):
+                 device: Optional[str] = "auto", random_init: bool = False, seed: int = 0):
         if kind not in ("checkpoint", "hf"):
             raise ProbeConfigError(f"source.kind {kind!r}: an encoder source is 'checkpoint' or 'hf'.")
+        if random_init and kind != "checkpoint":
+            raise ProbeConfigError("source.random_init=true needs source.kind=checkpoint (the architecture is read "
+                                   "from the fairseq checkpoint).")
         self.kind, self.path = kind, Path(path)
         self.layers, self.batch_size, self.chunk_seconds = layers, int(batch_size), float(chunk_seconds)
-        self.device, self._encoder = default_device(device), encoder
-        if encoder is None and not self.path.exists():
+        self.device, self.random_init, self.seed = default_device(device), bool(random_init), int(seed)
+        self._encoder, self._identity = None, None
+        if not self.path.exists():
             what = "fairseq checkpoint file" if kind == "checkpoint" else "transformers model folder"
             raise MissingDataError(f"{self.path}: {what} not found (set source.path in the probe config).")
 
     def identity(self) -> dict:
-        if self._encoder is not None and not self.path.exists():
-            content = getattr(self._encoder, "sha256", "in-memory")
-        else:
-            content = file_sha256(self.path) if self.kind == "checkpoint" else folder_sha256(self.path)
-        return {"kind": self.kind, "sha256": content, "layers": self.layers, "chunk_seconds": self.chunk_seconds}
+        if self._identity is None:  # hashing a large checkpoint takes seconds: once per source
+            if self.kind == "checkpoint":
+                content = file_sha256(self.path)
+            else:
+                from music_ssl.export.hf_encoder import folder_sha256
+
+                content = folder_sha256(self.path)
+            self._identity = {"kind": self.kind, "sha256": content,
+                              "layers": self.layers, "chunk_seconds": self.chunk_seconds,
+                              "random_init": self.random_init, "seed": self.seed if self.random_init else None}
+        return self._identity
 
     @property
     def encoder(self):
+        """The frozen encoder, loaded on first use; loading errors become one-line ``ProbeDataError``s."""
         if self._encoder is None:
-            if self.kind == "checkpoint":
-                from music_ssl.checkpoint import FrozenEncoder
+            from music_ssl.checkpoint import CheckpointError, FrozenEncoder
+            from music_ssl.export.hf_encoder import HFEncoder, HFModelError
 
-                self._encoder = FrozenEncoder.from_checkpoint(self.path, device=self.device)
-            else:
-                from music_ssl.export.hf_encoder import HFEncoder
-
-                self._encoder = HFEncoder.from_pretrained(self.path, device=self.device)
+            try:
+                if self.kind == "checkpoint":
+                    self._encoder = FrozenEncoder.from_checkpoint(self.path, device=self.device,
+                                                                  random_init=self.random_init, seed=self.seed)
+                else:
+                    self._encoder = HFEncoder.from_pretrained(self.path, device=self.device)
+            except (CheckpointError, HFModelError, FileNotFoundError) as err:
+                raise ProbeDataError(str(err).splitlines()[0]) from err
         return self._encoder
 
     def _select(self, states: list) -> list:

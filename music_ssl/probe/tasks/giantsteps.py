@@ -55,14 +55,14 @@ def _mtg_items(folder: Path, skipped: dict) -> list:
             continue
         splits = {by_artist[a] for a in _artists(metadata.get(track, {}).get("ARTIST", ""))} or {"train"}
         split = "valid" if "valid" in splits else "train"
-        items.append(Item(folder / "audio" / f"{track}.LOFI.mp3", row["MANUAL KEY"], split, group=f"mtg{track}"))
+        items.append(Item(folder / "audio" / f"{track}.LOFI.mp3", row["MANUAL KEY"], split))
     return items
 
 
 def _test_items(folder: Path) -> list:
     key_dir = require(folder / "annotations" / "key", "GiantSteps Key annotation folder", LAYOUT)
-    return [Item(folder / "audio" / f"{path.name[:-len('.LOFI.key')]}.LOFI.mp3", path.read_text().strip(), "test",
-                 group=f"gs{path.name}") for path in sorted(key_dir.glob("*.LOFI.key"))]
+    return [Item(folder / "audio" / f"{path.name[:-len('.LOFI.key')]}.LOFI.mp3", path.read_text().strip(), "test")
+            for path in sorted(key_dir.glob("*.LOFI.key"))]
 
 
 def load_giantsteps(root, mtg_dir=None, test_dir=None, **_) -> TaskData:
@@ -72,5 +72,4 @@ def load_giantsteps(root, mtg_dir=None, test_dir=None, **_) -> TaskData:
     items += _test_items(Path(test_dir or root / "giantsteps-key-dataset"))
     check_audio_exists(items, "giantsteps_key", LAYOUT)
     log_skips("giantsteps_key", skipped)
-    return TaskData("giantsteps_key", "key", items, pooling="window", window_seconds=30.0, hop_seconds=30.0,
-                    skipped=skipped)
+    return TaskData("giantsteps_key", "key", items, skipped=skipped)

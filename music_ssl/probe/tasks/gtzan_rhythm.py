@@ -32,4 +32,4 @@ def load_gtzan_rhythm(root, annotations_dir=None, audio_dir=None, **_) -> TaskDa
     for split, entry in gtzan_split_entries(root):
         clip = resolve_clip(audio, entry)
         items.append(Item(clip, read_beats(_annotation(folder, clip)), split))
-    return TaskData("gtzan_beat", "beat", items, pooling="frames")
+    return TaskData("gtzan_beat", "beat", items)

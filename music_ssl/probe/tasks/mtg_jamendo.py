@@ -31,7 +31,7 @@ def load_mtg_jamendo(root, subset: str = "top50", audio_dir=None, audio_suffix=N
             rel = row[3]
             if audio_suffix:
                 rel = rel[: -len(".mp3")] + audio_suffix if rel.endswith(".mp3") else rel + audio_suffix
-            items.append(Item(audio_dir / rel, [t.strip() for t in row[5:] if t.strip()], split, group=row[1]))
+            items.append(Item(audio_dir / rel, [t.strip() for t in row[5:] if t.strip()], split))
     check_audio_exists(items, f"mtg_{subset}", LAYOUT)
     classes = sorted({t for item in items if item.split == "train" for t in item.label})
     name = f"mtg_{subset}"
@@ -39,5 +39,4 @@ def load_mtg_jamendo(root, subset: str = "top50", audio_dir=None, audio_suffix=N
     for item in items:
         item.label = [t for t in item.label if t in classes]
     skipped = {"tags absent from train (dropped from labels)": len(extra)} if extra else {}
-    return TaskData(name, "multilabel", items, classes=classes, window_seconds=30.0, hop_seconds=30.0,
-                    skipped=skipped)
+    return TaskData(name, "multilabel", items, classes=classes, skipped=skipped)

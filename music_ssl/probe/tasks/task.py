@@ -19,12 +19,10 @@ class Item:
         label: multiclass: str; multilabel: list[str]; regression: list[float]; key: str like "F# minor";
             beat: list/array of beat times in seconds.
         split: "train", "valid" or "test".
-        group: items sharing a group are never split apart (song, artist, recording); optional.
     """
     path: Path
     label: Any
     split: str
-    group: Optional[str] = None
 
 
 @dataclass

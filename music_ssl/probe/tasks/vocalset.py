@@ -8,7 +8,7 @@ train/valid/test 12:8:5 by file. Windows of one recording never cross splits.
 from pathlib import Path
 
 from ..errors import MissingDataError
-from .common import check_audio_exists, ratio_split, require
+from .common import count_skip, log_skips, ratio_split, require
 from .task import Item, TaskData
 
 LAYOUT = "<root>/FULL/<singer>/<context>/<technique>/<file>.wav"
@@ -33,20 +33,18 @@ def _recordings(root: Path) -> list:
 
 
 def load_vocalset_technique(root, **_) -> TaskData:
-    items = []
+    items, skipped = [], {}
     for path, singer, technique in _recordings(Path(root)):
         if technique not in TECHNIQUES:
+            count_skip(skipped, "technique outside the 10 of Wilkins et al.")
             continue
         split = "test" if singer in TEST_SINGERS else ratio_split(path.name, {"train": 3, "valid": 2})
-        items.append(Item(path, technique, split, group=path.name))
-    check_audio_exists(items, "vocalset_technique", LAYOUT)
-    return TaskData("vocalset_technique", "multiclass", items, classes=TECHNIQUES, pooling="window",
-                    window_seconds=3.0, hop_seconds=3.0)
+        items.append(Item(path, technique, split))
+    log_skips("vocalset_technique", skipped)
+    return TaskData("vocalset_technique", "multiclass", items, classes=TECHNIQUES, skipped=skipped)
 
 
 def load_vocalset_singer(root, **_) -> TaskData:
-    items = [Item(path, singer, ratio_split(path.name, {"train": 12, "valid": 8, "test": 5}), group=path.name)
+    items = [Item(path, singer, ratio_split(path.name, {"train": 12, "valid": 8, "test": 5}))
              for path, singer, _ in _recordings(Path(root))]
-    check_audio_exists(items, "vocalset_singer", LAYOUT)
-    return TaskData("vocalset_singer", "multiclass", items, classes=SINGERS, pooling="window",
-                    window_seconds=3.0, hop_seconds=3.0)
+    return TaskData("vocalset_singer", "multiclass", items, classes=SINGERS)

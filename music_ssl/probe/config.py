@@ -1,0 +1,100 @@
+"""The probe run config: a structured (dataclass) schema, so every key has a default, a type and help.
+
+``config/probe/*.yaml`` start with ``defaults: [probe_schema, _self_]`` and list only what they change;
+``tools/probe.py`` registers the schema with hydra's ConfigStore (:func:`register_schema`). Unknown keys and
+wrong types fail when the config is composed. :func:`resolve_config` applies the same schema to a plain dict
+(the Python API).
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ProbeConfigError
+
+SCHEMA_NAME = "probe_schema"
+
+
+@dataclass
+class SourceConfig:
+    kind: Optional[str] = field(default=None, metadata={"help": "checkpoint | hf | jukebox | chroma | mfcc"})
+    path: Optional[str] = field(default=None, metadata={
+        "help": "fairseq checkpoint (.pt), transformers model folder, or folder of Jukebox .npy features"})
+    layers: Optional[List[int]] = field(default=None, metadata={
+        "help": "hidden states to extract and keep (0 = CNN output, i = layer i); null = all"})
+    random_init: bool = field(default=False, metadata={
+        "help": "checkpoint only: same architecture, fresh random weights (the baseline of pretraining)"})
+    seed: int = field(default=0, metadata={"help": "seed of the random initialisation (random_init)"})
+    batch_size: int = field(default=8, metadata={"help": "files per forward pass (files of equal length only)"})
+    chunk_seconds: float = field(default=30.0, metadata={
+        "help": "files longer than this are encoded in chunks of this many seconds"})
+    dim: int = field(default=4800, metadata={"help": "jukebox: expected feature size"})
+    sample_rate: int = field(default=22050, metadata={"help": "chroma / mfcc: audio is resampled to this rate (Hz)"})
+
+
+@dataclass
+class ProtocolConfig:
+    name: str = field(default="marble", metadata={"help": "jukemir | marble | mulap (see probe/protocols.py)"})
+    layers: Any = field(default=None, metadata={
+        "help": "null = the preset's; all | all+sum | sum | last | list of indices (-1 = weighted sum)"})
+    seeds: Optional[List[int]] = field(default=None, metadata={"help": "null = the preset's seeds"})
+    train: Dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "overrides of the preset's TrainSettings: eval_every, eval_every_epochs, patience, max_epochs, "
+                "max_steps"})
+
+
+@dataclass
+class WandbConfig:
+    project: Optional[str] = field(default=None, metadata={"help": "log to this wandb project (null = off)"})
+    name: Optional[str] = field(default=None, metadata={"help": "wandb run name (default: the config's name)"})
+
+
+@dataclass
+class ProbeRunConfig:
+    name: str = field(default="probe", metadata={"help": "title of the report"})
+    data_root: Optional[str] = field(default=MISSING, metadata={
+        "help": "dataset folder for ${data_root} in task roots / paths (needed only where used)"})
+    source: SourceConfig = field(default_factory=SourceConfig)
+    tasks: List[Any] = field(default_factory=list, metadata={
+        "help": "registry tasks with options, e.g. {name: gtzan_genre, root: /data/GTZAN} or "
+                "{name: csv, path: my.csv, type: multiclass}"})
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    batched: bool = field(default=True, metadata={"help": "false = train probes one by one (reference loop)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present) | cpu | cuda | cuda:N"})
+    cache_dir: Optional[str] = field(default="~/.cache/music-ssl/probe-features", metadata={
+        "help": "feature cache folder (null = no cache)"})
+    out_dir: str = field(default="probe_results", metadata={"help": "where the results are written"})
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
+
+
+def register_schema() -> None:
+    """Register :class:`ProbeRunConfig` as ``probe_schema`` with hydra's ConfigStore."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=ProbeRunConfig)
+
+
+def resolve_config(cfg) -> dict:
+    """Validate ``cfg`` (dict or OmegaConf node) against the schema, fill defaults, resolve interpolations.
+
+    Returns:
+        a plain dict; raises :class:`ProbeConfigError` for unknown keys, wrong types, missing values, no
+        source kind or no tasks.
+    """
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(ProbeRunConfig), cfg)
+        out = OmegaConf.to_container(merged, resolve=True)
+    except OmegaConfBaseException as err:
+        message = str(err).splitlines()[0]
+        hint = ("set it on the command line (key=value)" if "Missing mandatory value" in message
+                else "see music_ssl/probe/config.py for the keys and types")
+        raise ProbeConfigError(f"probe config: {message}; {hint}.") from None
+    if not out["source"]["kind"]:
+        raise ProbeConfigError("probe config: source.kind is not set; choose checkpoint, hf, jukebox, chroma or "
+                               "mfcc.")
+    if not out["tasks"]:
+        raise ProbeConfigError("probe config: no tasks; list at least one under `tasks:` (e.g. {name: gtzan_genre, "
+                               "root: /data/GTZAN}).")
+    return out
