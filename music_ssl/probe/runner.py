@@ -114,7 +114,7 @@ def run_task(entry: dict, cfg: dict, source, device, settings: TrainSettings, pr
                                "root: /data/GTZAN}).")
     task = load_task(**dict(entry))
     if task.name in done:
-        raise ProbeConfigError(f"probe config: two tasks are named {task.name!r}; give one a `name` option.")
+        raise ProbeConfigError(f"probe config: two tasks are named {task.name!r}; give one a `task_name` option.")
     cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
     features = load_features(source, [item.path for item in task.items], task.pooling, task.window_seconds,
                              task.hop_seconds, cache_dir)

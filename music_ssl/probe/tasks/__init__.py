@@ -6,6 +6,7 @@ task for any user dataset (``path,label[,split]``, type chosen in the config). P
 average the whole clip (MTG-Jamendo: the mean of 30-s window means), Giantsteps and CSV key tasks make every
 30-s window an item (ensembled to songs), VocalSet every 3-s window, beat tasks use frames.
 """
+import inspect
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -41,15 +42,25 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[name]
 
 
+def _check_options(name: str, loader, options: dict) -> None:
+    """Raise naming the unknown options of a task entry (a typo must not fall back to a default silently)."""
+    known = [p for p in inspect.signature(loader).parameters if p != "root"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        known += ["pooling", "window_seconds", "hop_seconds"] + ([] if name == "csv" else ["root"])
+        raise ProbeConfigError(f"task {name}: unknown option(s) {unknown}; known: {sorted(known)}.")
+
+
 def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_seconds=None, **options) -> TaskData:
     """Load a registry task and apply pooling overrides; the result is validated (three non-empty splits).
 
     Args:
         name: registry name. root: the dataset folder (registry tasks). options: loader options (``csv``:
-            ``path``, ``type``, optional ``name``, ``classes``, ``output_names``).
+            ``path``, ``type``, optional ``task_name``, ``classes``, ``output_names``).
         pooling / window_seconds / hop_seconds: override the task's defaults.
     """
     spec = get_task(name)
+    _check_options(name, spec.loader, options)
     if name == "csv":
         if not options.get("path"):
             raise ProbeConfigError("task csv needs `path` (the CSV file) and `type` in its config entry.")

@@ -32,11 +32,12 @@ def _label(raw: str, task_type: str, folder: Path, where: str):
     return raw
 
 
-def load_csv_task(path, type: str = "multiclass", name: str = None, classes=None, output_names=None, **_) -> TaskData:
+def load_csv_task(path, type: str = "multiclass", task_name: str = None, classes=None,
+                  output_names=None) -> TaskData:
     """Load a generic CSV task.
 
     Args:
-        path: the CSV file. type: one of ``TYPES``. name: task name in reports (default: the CSV's stem).
+        path: the CSV file. type: one of ``TYPES``. task_name: name in reports (default: the CSV's stem).
         classes: label order (multiclass/multilabel; default sorted labels). output_names: regression names.
     """
     if type not in TYPES:
@@ -57,11 +58,11 @@ def load_csv_task(path, type: str = "multiclass", name: str = None, classes=None
         items.append(Item(audio, _label(row["label"] or "", type, path.parent, where), split))
     if not items:
         raise ProbeDataError(f"{path}: no rows; add one row per audio file.")
-    check_audio_exists(items, name or path.stem, LAYOUT)
+    check_audio_exists(items, task_name or path.stem, LAYOUT)
     if type in ("multiclass", "multilabel") and classes is None:
         labels = [lab for item in items for lab in (item.label if type == "multilabel" else [item.label])]
         classes = sorted(set(labels))
     if type == "regression" and output_names is None:
         output_names = [f"y{k}" for k in range(len(items[0].label))]
-    return TaskData(name or path.stem, type, items, classes=list(classes) if classes else None,
+    return TaskData(task_name or path.stem, type, items, classes=list(classes) if classes else None,
                     output_names=list(output_names) if output_names else None)

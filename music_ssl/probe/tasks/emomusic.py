@@ -27,7 +27,7 @@ def _artist_key(name: str) -> str:
     return " ".join(kept.split())
 
 
-def load_emomusic(root, **_) -> TaskData:
+def load_emomusic(root) -> TaskData:
     root = Path(root)
     info, static = _table(root, "songs_info.csv"), _table(root, "static_annotations.csv")
     items = []

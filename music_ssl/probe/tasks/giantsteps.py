@@ -65,7 +65,7 @@ def _test_items(folder: Path) -> list:
             for path in sorted(key_dir.glob("*.LOFI.key"))]
 
 
-def load_giantsteps(root, mtg_dir=None, test_dir=None, **_) -> TaskData:
+def load_giantsteps(root, mtg_dir=None, test_dir=None) -> TaskData:
     root = Path(root)
     skipped: dict = {}
     items = _mtg_items(Path(mtg_dir or root / "giantsteps-mtg-key-dataset"), skipped)

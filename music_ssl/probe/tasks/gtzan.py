@@ -47,7 +47,7 @@ def gtzan_split_entries(root: Path) -> list:
     return out
 
 
-def load_gtzan(root, audio_dir=None, **_) -> TaskData:
+def load_gtzan(root, audio_dir=None) -> TaskData:
     root = Path(root)
     folder = gtzan_audio_dir(root, audio_dir)
     items = [Item(resolve_clip(folder, entry), entry.split("/")[0] if "/" in entry else entry.split(".")[0], split)

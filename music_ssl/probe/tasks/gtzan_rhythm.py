@@ -22,7 +22,7 @@ def _annotation(folder: Path, clip: Path) -> Path:
                            f"{clip.name}. Expected layout: {LAYOUT}")
 
 
-def load_gtzan_rhythm(root, annotations_dir=None, audio_dir=None, **_) -> TaskData:
+def load_gtzan_rhythm(root, annotations_dir=None, audio_dir=None) -> TaskData:
     root = Path(root)
     folder = Path(annotations_dir) if annotations_dir else root / "annotations"
     if not folder.is_dir():

@@ -20,8 +20,8 @@ def _rows(path: Path) -> list:
     return [line.split("\t") for line in lines[1:] if line.strip()]
 
 
-def load_mtg_jamendo(root, subset: str = "top50", audio_dir=None, audio_suffix=None, split_index: int = 0,
-                     **_) -> TaskData:
+def load_mtg_jamendo(root, subset: str = "top50", audio_dir=None, audio_suffix=None,
+                     split_index: int = 0) -> TaskData:
     root = Path(root)
     audio_dir = Path(audio_dir) if audio_dir else root / "audio"
     folder = root / "data" / "splits" / f"split-{split_index}"

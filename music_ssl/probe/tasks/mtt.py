@@ -15,7 +15,7 @@ LAYOUT = "<root>/annotations_final.csv (tab-separated, clip_id, tags..., mp3_pat
 SPLIT_OF_FOLDER = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
 
 
-def load_mtt(root, top: int = 50, audio_dir=None, **_) -> TaskData:
+def load_mtt(root, top: int = 50, audio_dir=None) -> TaskData:
     root = Path(root)
     table = require(root / "annotations_final.csv", "MagnaTagATune annotation table", LAYOUT)
     audio_dir = Path(audio_dir) if audio_dir else root

@@ -29,9 +29,9 @@ def _load(root: Path, field: str, name: str, classes: list, max_train_items=None
     return TaskData(name, "multiclass", items, classes=classes, skipped=skipped)
 
 
-def load_nsynth_instrument(root, max_train_items=None, **_) -> TaskData:
+def load_nsynth_instrument(root, max_train_items=None) -> TaskData:
     return _load(Path(root), "instrument_family_str", "nsynth_instrument", FAMILIES, max_train_items)
 
 
-def load_nsynth_pitch(root, max_train_items=None, **_) -> TaskData:
+def load_nsynth_pitch(root, max_train_items=None) -> TaskData:
     return _load(Path(root), "pitch", "nsynth_pitch", [str(p) for p in range(128)], max_train_items)

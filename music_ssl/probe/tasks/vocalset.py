@@ -32,7 +32,7 @@ def _recordings(root: Path) -> list:
     return out
 
 
-def load_vocalset_technique(root, **_) -> TaskData:
+def load_vocalset_technique(root) -> TaskData:
     items, skipped = [], {}
     for path, singer, technique in _recordings(Path(root)):
         if technique not in TECHNIQUES:
@@ -44,7 +44,7 @@ def load_vocalset_technique(root, **_) -> TaskData:
     return TaskData("vocalset_technique", "multiclass", items, classes=TECHNIQUES, skipped=skipped)
 
 
-def load_vocalset_singer(root, **_) -> TaskData:
+def load_vocalset_singer(root) -> TaskData:
     items = [Item(path, singer, ratio_split(path.name, {"train": 12, "valid": 8, "test": 5}))
              for path, singer, _ in _recordings(Path(root))]
     return TaskData("vocalset_singer", "multiclass", items, classes=SINGERS)
