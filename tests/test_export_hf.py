@@ -351,13 +351,15 @@ def test_music_models_export_with_parity(tiny_checkpoints, tmp_path, name):
 
 
 def test_hf_encoder_reads_any_wav2vec2_family_folder(tmp_path):
-    """A folder not written by us (wav2vec2, no preprocessor_config.json): defaults, every hidden state."""
+    """A folder not written by us (wav2vec2 saved in float16, no preprocessor_config.json): defaults, float32,
+    every hidden state."""
     config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
                                          intermediate_size=64, conv_dim=[16] * 7, num_conv_pos_embeddings=16,
                                          num_conv_pos_embedding_groups=4)
     torch.manual_seed(0)
-    transformers.Wav2Vec2Model(config).save_pretrained(tmp_path / "w2v")
+    transformers.Wav2Vec2Model(config).half().save_pretrained(tmp_path / "w2v")
     enc = HFEncoder.from_pretrained(tmp_path / "w2v", device="cpu")
+    assert {p.dtype for p in enc.model.parameters()} == {torch.float32}
     assert (enc.sample_rate, enc.normalize, enc.frame_rate, enc.num_layers, enc.dim) == (16000, False, 50.0, 3, 32)
     audio = 0.3 * torch.randn(2, 12000, generator=torch.Generator().manual_seed(2))
     hidden, frames = enc(audio, torch.tensor([12000, 7000]))

@@ -62,8 +62,9 @@ def test_layer_choice_and_short_and_long_audio(checkpoint, model):
     assert torch.allclose(mean_emb, torch.stack(hidden).mean(0), atol=1e-5)
     last_emb, _ = hear.get_timestamp_embeddings(audio, last)
     assert torch.allclose(last_emb, hidden[2], atol=1e-5)
-    short, ts = hear.get_timestamp_embeddings(noise(2, 0.01), model)  # 160 samples < 400: padded to one frame
-    assert short.shape == (2, 1, 64) and ts.shape == (2, 1)
+    for seconds in (0.01, 0.0):  # 160 samples < 400, and empty: zero-padded to one frame
+        short, ts = hear.get_timestamp_embeddings(noise(2, seconds), model)
+        assert short.shape == (2, 1, 64) and ts.shape == (2, 1) and torch.isfinite(short).all()
     model.chunk_seconds = 0.5
     try:
         long_emb, long_ts = hear.get_timestamp_embeddings(noise(2, 1.3, seed=3), model)  # chunked path

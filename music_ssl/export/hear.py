@@ -59,7 +59,15 @@ class HearModel(torch.nn.Module):
 
 
 def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=None) -> HearModel:
-    """HEAR ``load_model``: a fairseq checkpoint file (FrozenEncoder) or a transformers folder (HFEncoder)."""
+    """HEAR ``load_model``.
+
+    Args:
+        model_file_path: a fairseq checkpoint file (music2vec, MusicHuBERT, stock hubert / wav2vec2 /
+            data2vec_audio; read by FrozenEncoder) or a transformers model folder (HFEncoder). Required: this
+            module has no default weights.
+        layer: "mean" (default) of all L + 1 hidden states, or one hidden-state index in 0..L.
+        device: e.g. "cpu", "cuda"; default CUDA when present (HEAR's ``model.to(device)`` also moves it).
+    """
     path = Path(model_file_path)
     if not model_file_path or not path.exists():
         raise FileNotFoundError(f"{model_file_path!r}: pass a fairseq checkpoint (.pt) or an exported transformers "

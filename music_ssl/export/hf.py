@@ -54,7 +54,8 @@ ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "gelu_accurate": "gelu_accurate",
                "tanh": "tanh", "linear": "linear", "swish": "silu"}
 
 # Every fairseq model config key is accounted for; a key in none of these tables raises (it may change the
-# encoder, e.g. a field added by a newer fairseq). A key absent from a checkpoint takes fairseq's default.
+# encoder, e.g. a field added by a newer fairseq). A renamed key absent from the checkpoint raises; an absent
+# required key, or an absent pos_conv_depth (HuBERT configs have none), is taken to hold fairseq's default.
 CONFIG_RENAMED = {  # fairseq key -> transformers key, same value
     "encoder_embed_dim": "hidden_size", "encoder_layers": "num_hidden_layers",
     "encoder_attention_heads": "num_attention_heads", "encoder_ffn_embed_dim": "intermediate_size",
@@ -99,13 +100,15 @@ ENCODER_RULES = [  # (fairseq key regex, transformers key template), shared by b
     (r"layer_norm\.(weight|bias)", "feature_projection.layer_norm.{0}"),
     (r"post_extract_proj\.(weight|bias)", "feature_projection.projection.{0}"),
     (r"encoder\.layer_norm\.(weight|bias)", "encoder.layer_norm.{0}"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.(k|v|q|out)_proj\.(weight|bias)", "encoder.layers.{0}.attention.{1}_proj.{2}"),
+    (r"encoder\.layers\.(\d+)\.self_attn\.(k|v|q|out)_proj\.(weight|bias)",
+     "encoder.layers.{0}.attention.{1}_proj.{2}"),
     (r"encoder\.layers\.(\d+)\.self_attn_layer_norm\.(weight|bias)", "encoder.layers.{0}.layer_norm.{1}"),
     (r"encoder\.layers\.(\d+)\.fc1\.(weight|bias)", "encoder.layers.{0}.feed_forward.intermediate_dense.{1}"),
     (r"encoder\.layers\.(\d+)\.fc2\.(weight|bias)", "encoder.layers.{0}.feed_forward.output_dense.{1}"),
     (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", "encoder.layers.{0}.final_layer_norm.{1}"),
 ]
-GROUP_NORM_RULES = [(r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)", "feature_extractor.conv_layers.0.layer_norm.{0}")]
+GROUP_NORM_RULES = [(r"feature_extractor\.conv_layers\.0\.2\.(weight|bias)",
+                     "feature_extractor.conv_layers.0.layer_norm.{0}")]
 LAYER_NORM_RULES = [(r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)",
                      "feature_extractor.conv_layers.{0}.layer_norm.{1}")]
 # weight-normed positional conv: g (norm) and v (direction); {g}/{v} become the names the installed torch uses
@@ -114,7 +117,8 @@ HUBERT_POS_CONV_RULES = [
     (r"encoder\.pos_conv\.0\.(weight_v|parametrizations\.weight\.original1)", "encoder.pos_conv_embed.conv.{v}"),
     (r"encoder\.pos_conv\.0\.bias", "encoder.pos_conv_embed.conv.bias"),
 ]
-DATA2VEC_POS_CONV_RULES = [(r"encoder\.pos_conv\.(\d+)\.0\.(weight|bias)", "encoder.pos_conv_embed.layers.{0}.conv.{1}")]
+DATA2VEC_POS_CONV_RULES = [(r"encoder\.pos_conv\.(\d+)\.0\.(weight|bias)",
+                            "encoder.pos_conv_embed.layers.{0}.conv.{1}")]
 
 
 class ExportError(ValueError):
@@ -257,7 +261,8 @@ def convert_state_dict(state: Dict[str, torch.Tensor], cfg, hf_state: Dict[str, 
     require(not missing and not extra, path, f"weights do not match the inferred transformers architecture: "
             f"missing {missing[:8]}, unexpected {extra[:8]}.")
     wrong = [k for k in out if tuple(out[k].shape) != tuple(hf_state[k].shape)]
-    require(not wrong, path, f"shape mismatch for {[(k, tuple(out[k].shape), tuple(hf_state[k].shape)) for k in wrong[:4]]}.")
+    shapes = [(k, tuple(out[k].shape), tuple(hf_state[k].shape)) for k in wrong[:4]]
+    require(not wrong, path, f"shape mismatch (name, fairseq, transformers) for {shapes}.")
     return out, dropped
 
 
