@@ -38,8 +38,9 @@ def window_bounds(num_frames: int, frame_rate: float, window: Optional[float], h
     """Frame ranges of the pooling windows: [(start, stop), ...].
 
     ``window=None`` -> one window covering every frame. Otherwise windows of ``round(window * frame_rate)``
-    frames every ``round(hop * frame_rate)`` frames (hop defaults to the window); a trailing partial window is
-    dropped, and a file shorter than one window is one window.
+    frames every ``round(hop * frame_rate)`` frames (hop defaults to the window). A trailing window is kept
+    when it misses at most one frame (conv stacks and centred STFTs give one frame less or more than
+    duration x rate), otherwise dropped; a file shorter than one window is one window.
     """
     if window is None:
         return [(0, num_frames)]
@@ -49,7 +50,7 @@ def window_bounds(num_frames: int, frame_rate: float, window: Optional[float], h
     step = max(1, int(round((hop or window) * frame_rate)))
     if num_frames <= size:
         return [(0, num_frames)]
-    return [(start, start + size) for start in range(0, num_frames - size + 1, step)]
+    return [(start, min(start + size, num_frames)) for start in range(0, num_frames - size + 2, step)]
 
 
 def mean_windows(states: np.ndarray, frame_rate: float, window: Optional[float], hop: Optional[float]) -> np.ndarray:

@@ -1,0 +1,151 @@
+"""Feature sources and the on-disk cache: shapes, the JukeMIR baselines, Jukebox files, cache hits and every
+kind of invalidation, checkpoint sources (pretrained and random init)."""
+import numpy as np
+import pytest
+
+from conftest import write_clips
+
+from music_ssl.probe.errors import MissingDataError, ProbeConfigError, ProbeDataError
+from music_ssl.probe.features import FeatureSource, build_source, cache, load_features
+from music_ssl.probe.features.handcrafted_source import moments
+
+
+class CountingSource(FeatureSource):
+    """A cheap source: one (1, 2, 3) vector per file from its size; counts ``extract`` calls."""
+    kind = "counting"
+
+    def __init__(self, version: int = 0):
+        self.version, self.calls = version, 0
+
+    def identity(self):
+        return {"kind": self.kind, "version": self.version}
+
+    def extract(self, paths, pooling, window, hop):
+        self.calls += 1
+        return [np.full((1, 2, 3), p.stat().st_size + self.version, np.float32) for p in paths], ["a", "b"], None
+
+
+def test_moments_hand_case():
+    # f = [1, 2, 4]: mean 7/3, std sqrt(14/9); Δf = [1, 2]: 1.5, .5; Δ²f = [1]: 1, 0
+    out = moments(np.array([[1.0, 2.0, 4.0]], np.float32))
+    np.testing.assert_allclose(out, [7 / 3, np.sqrt(14 / 9), 1.5, 0.5, 1.0, 0.0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind, dim", [("mfcc", 120), ("chroma", 72)])
+def test_handcrafted_baselines_have_jukemir_sizes(tmp_path, kind, dim):
+    paths = write_clips(tmp_path, 2, 2.0)
+    source = build_source(kind)
+    clip, names, rate = source.extract(paths, "clip", None, None)
+    assert names == [kind] and rate == pytest.approx(22050 / 512)
+    assert [a.shape for a in clip] == [(1, 1, dim)] * 2 and not np.allclose(clip[0], clip[1])
+    windows, _, _ = source.extract(paths[:1], "window", 0.5, 0.5)
+    assert windows[0].shape == (4, 1, dim)
+    frames, _, _ = source.extract(paths[:1], "frames", None, None)
+    assert frames[0].shape[1:] == (1, dim // 2) and abs(frames[0].shape[0] - 2.0 * rate) <= 2
+
+
+def test_jukebox_files_and_their_errors(tmp_path):
+    audio = write_clips(tmp_path / "audio", 2, 0.1)
+    features = tmp_path / "jukebox"
+    features.mkdir()
+    np.save(features / "clip000.npy", np.arange(4800, dtype=np.float32))
+    source = build_source("jukebox", features)
+    with pytest.raises(MissingDataError, match=r"clip001\.npy: Jukebox feature file missing \(1 of 2 clips"):
+        source.extract(audio, "clip", None, None)
+    np.save(features / "clip001.npy", np.zeros((1, 4096), np.float32))
+    with pytest.raises(ProbeDataError, match=r"clip001\.npy: expected a \(4800,\) Jukebox feature vector, got "
+                                             r"shape \(1, 4096\)"):
+        source.extract(audio, "clip", None, None)
+    np.save(features / "clip001.npy", np.ones((1, 4800), np.float32))
+    arrays, names, _ = source.extract(audio, "clip", None, None)
+    assert names == ["jukebox36"] and [a.shape for a in arrays] == [(1, 1, 4800)] * 2
+    np.testing.assert_array_equal(arrays[0][0, 0, :3], [0, 1, 2])
+    with pytest.raises(ProbeConfigError, match="cannot serve a frame-level task"):
+        source.extract(audio, "frames", None, None)
+    with pytest.raises(MissingDataError, match="Jukebox feature folder not found"):
+        build_source("jukebox", tmp_path / "nowhere")
+
+
+def test_unknown_source_kind_and_missing_paths():
+    with pytest.raises(ProbeConfigError, match="unknown source.kind 'wav2vec'"):
+        build_source("wav2vec")
+    with pytest.raises(ProbeConfigError, match="source.kind=checkpoint needs source.path"):
+        build_source("checkpoint")
+    with pytest.raises(MissingDataError, match=r"nope\.pt: fairseq checkpoint file not found"):
+        build_source("checkpoint", "nope.pt")
+    with pytest.raises(ProbeConfigError, match="random_init=true needs source.kind=checkpoint"):
+        build_source("mfcc", random_init=True)
+
+
+def test_cache_hit_and_every_invalidation(tmp_path, monkeypatch):
+    paths = write_clips(tmp_path / "audio", 2, 0.2)
+    store = tmp_path / "cache"
+    source = CountingSource()
+
+    def load(src=source, pooling="clip", window=None, files=paths):
+        return load_features(src, files, pooling, window, None, store)
+
+    first = load()
+    again = load()
+    assert source.calls == 1 and not first.from_cache and again.from_cache
+    np.testing.assert_array_equal(np.stack(first.arrays), np.stack(again.arrays))
+    assert again.layer_names == ["a", "b"] and again.frame_rate is None
+    load(CountingSource(version=1))  # source identity (checkpoint hash, layers, random init, ...)
+    load(pooling="window")  # pooling
+    load(window=3.0)  # window / hop
+    write_clips(tmp_path / "audio", 1, 0.3)  # clip000.wav rewritten: new size and mtime
+    changed = load()
+    assert source.calls == 4 and not changed.from_cache and changed.arrays[0][0, 0, 0] != first.arrays[0][0, 0, 0]
+    monkeypatch.setattr(cache, "FEATURE_CODE_VERSION", cache.FEATURE_CODE_VERSION + 1)  # feature code
+    load()
+    assert source.calls == 5
+    assert not list(store.rglob("*.tmp"))  # written under a temporary name, then renamed
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path, caplog):
+    paths = write_clips(tmp_path / "audio", 1, 0.2)
+    source = CountingSource()
+    load_features(source, paths, "clip", None, None, tmp_path / "cache")
+    entry = next((tmp_path / "cache").rglob("*.npz"))
+    entry.write_bytes(b"not an npz")
+    features = load_features(source, paths, "clip", None, None, tmp_path / "cache")
+    assert source.calls == 2 and not features.from_cache and "unreadable" in caplog.text
+
+
+def test_cache_key_reports_missing_audio(tmp_path):
+    with pytest.raises(MissingDataError, match=r"gone\.wav: audio file not found"):
+        load_features(CountingSource(), [tmp_path / "gone.wav"], "clip", None, None, tmp_path / "cache")
+
+
+@pytest.mark.slow  # trains the session's tiny checkpoints when no other test did
+@pytest.mark.parametrize("name", ["music2vec", "music_hubert"])
+def test_checkpoint_source_every_hidden_state_and_random_init(tiny_checkpoints, tmp_path, name):
+    paths = write_clips(tmp_path / "audio", 3, 1.0) + write_clips(tmp_path / "long", 1, 2.5, seed=9)
+    ckpt = tiny_checkpoints[name]
+    source = build_source("checkpoint", ckpt, chunk_seconds=1.0, device="cpu")
+    clip, names, rate = source.extract(paths, "clip", None, None)
+    assert names == ["cnn", "layer1", "layer2", "layer3", "layer4"] and rate == 50.0
+    assert [a.shape for a in clip] == [(1, 5, 64)] * 4 and clip[0].dtype == np.float32
+    frames, _, _ = source.extract(paths, "frames", None, None)
+    assert [a.shape for a in frames] == [(49, 5, 64)] * 3 + [(124, 5, 64)]  # the long file went in chunks
+    np.testing.assert_allclose(frames[0].astype(np.float32).mean(0), clip[0][0], atol=2e-2)  # clip = frame mean
+    random = build_source("checkpoint", ckpt, random_init=True, device="cpu")
+    assert random.identity()["sha256"] == source.identity()["sha256"] and random.identity() != source.identity()
+    assert cache.cache_key(random, paths, "clip", None, None) != cache.cache_key(source, paths, "clip", None, None)
+    random_clip, _, _ = random.extract(paths[:1], "clip", None, None)
+    assert random_clip[0].shape == (1, 5, 64) and not np.allclose(random_clip[0], clip[0], atol=1e-3)
+    seeded, _, _ = build_source("checkpoint", ckpt, random_init=True, device="cpu").extract(paths[:1], "clip", None,
+                                                                                           None)
+    np.testing.assert_array_equal(seeded[0], random_clip[0])  # the random init is seeded
+    picked = build_source("checkpoint", ckpt, layers=[0, 4], device="cpu")
+    arrays, picked_names, _ = picked.extract(paths[:1], "clip", None, None)
+    assert picked_names == ["cnn", "layer4"] and np.allclose(arrays[0], clip[0][:, [0, 4]], atol=1e-4)
+    with pytest.raises(ProbeConfigError, match=r"source.layers \[7\] out of range: the encoder has 5"):
+        build_source("checkpoint", ckpt, layers=[7], device="cpu").extract(paths[:1], "clip", None, None)
+
+
+def test_unreadable_checkpoint_is_one_clear_line(tmp_path):
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    source = build_source("checkpoint", tmp_path / "bad.pt", device="cpu")
+    with pytest.raises(ProbeDataError, match=r"bad\.pt: cannot be read as a fairseq checkpoint"):
+        source.extract(write_clips(tmp_path, 1, 0.5), "clip", None, None)
