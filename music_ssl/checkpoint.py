@@ -151,8 +151,12 @@ class FrozenEncoder:
         if padding.any():  # padding leaks into group-norm conv stacks and stacked positional convs: run alone
             hidden = self.run_items(audio, lengths, int(frame_lengths.max()))
         else:
-            hidden, _ = extract_hidden_states(self.model, audio)
+            hidden = self.hidden_states(audio)
         return [h[:, : int(frame_lengths.max())] for h in hidden], frame_lengths
+
+    def hidden_states(self, audio: torch.Tensor) -> List[torch.Tensor]:
+        """Every hidden state of an unpadded batch: audio (B, S) prepared → L + 1 tensors (B, T, C)."""
+        return extract_hidden_states(self.model, audio)[0]
 
     @staticmethod
     def prepare(audio: torch.Tensor, lengths: torch.Tensor, padding: torch.Tensor, normalize: bool) -> torch.Tensor:
@@ -166,7 +170,7 @@ class FrozenEncoder:
 
     def run_items(self, audio: torch.Tensor, lengths: torch.Tensor, frames: int) -> List[torch.Tensor]:
         """Item-by-item forward (each item exactly as if alone), zero-padded to ``frames``: L + 1 × (B, T, C)."""
-        per_item = [extract_hidden_states(self.model, audio[i: i + 1, :n])[0] for i, n in enumerate(lengths.tolist())]
+        per_item = [self.hidden_states(audio[i: i + 1, :n]) for i, n in enumerate(lengths.tolist())]
         return [torch.cat([F.pad(item[layer], (0, 0, 0, frames - item[layer].size(1))) for item in per_item])
                 for layer in range(self.num_layers + 1)]
 

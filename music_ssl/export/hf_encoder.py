@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ..checkpoint import FrozenEncoder, conv_geometry, file_sha256
 
@@ -128,26 +127,6 @@ class HFEncoder(FrozenEncoder):
                     config.hidden_size, sample_rate)
         return cls(model, sample_rate, normalize, folder_sha256(folder), device)
 
-    @torch.no_grad()
-    def forward(self, audio: torch.Tensor, lengths: Optional[torch.Tensor], normalize: bool):
-        """``__call__`` with the waveform normalisation chosen by the caller (see FrozenEncoder.forward)."""
-        audio = torch.as_tensor(audio, dtype=torch.float32).to(self.device)  # (B, S)
-        batch, samples = audio.shape
-        lengths = torch.full((batch,), samples) if lengths is None else torch.as_tensor(lengths).long().cpu()
-        if int(lengths.min()) < self.receptive_field:
-            raise ValueError(f"audio of {int(lengths.min())} samples is shorter than the encoder's receptive field "
-                             f"({self.receptive_field} samples); drop or pad such clips.")
-        padding = torch.arange(samples)[None, :] >= lengths[:, None]  # (B, S) True = padded
-        audio = self.prepare(audio, lengths, padding.to(self.device), normalize)
-        frame_lengths = self.frames(lengths)  # (B,)
-        if padding.any():  # group-norm stacks and stacked positional convs see padding: run items alone
-            hidden = self.run_items(audio, lengths, int(frame_lengths.max()))
-        else:
-            hidden = hf_hidden_states(self.model, audio)
-        return [h[:, : int(frame_lengths.max())] for h in hidden], frame_lengths
-
-    def run_items(self, audio: torch.Tensor, lengths: torch.Tensor, frames: int) -> List[torch.Tensor]:
-        """Item-by-item forward, zero-padded to ``frames``: L + 1 tensors (B, T, C)."""
-        per_item = [hf_hidden_states(self.model, audio[i: i + 1, :n]) for i, n in enumerate(lengths.tolist())]
-        return [torch.cat([F.pad(item[layer], (0, 0, 0, frames - item[layer].size(1))) for item in per_item])
-                for layer in range(self.num_layers + 1)]
+    def hidden_states(self, audio: torch.Tensor) -> List[torch.Tensor]:
+        """Every hidden state of an unpadded batch: audio (B, S) prepared → L + 1 tensors (B, T, C)."""
+        return hf_hidden_states(self.model, audio)
