@@ -35,7 +35,7 @@ def test_torch_inertia_within_one_percent_of_sklearn_fairseq_settings():
 def test_nearest_is_the_brute_force_argmin_in_chunks(monkeypatch):
     from music_ssl.labels import kmeans
 
-    monkeypatch.setattr(kmeans, "DISTANCE_BYTES", 4 * 7 * 1024)  # 1024-row chunks: 3 of them for 2500 rows
+    monkeypatch.setitem(kmeans.DISTANCE_BYTES, "cpu", 4 * 7 * 1024)  # 1024-row chunks: 3 of them for 2500 rows
     gen = torch.Generator().manual_seed(0)
     x, c = torch.randn(2500, 5, generator=gen), torch.randn(7, 5, generator=gen)
     labels, dists = nearest(x, c)
@@ -79,3 +79,13 @@ def test_model_file_round_trip_and_bad_files(tmp_path):
         KMeansModel.load(tmp_path / "junk.safetensors")
     with pytest.raises(LabelPrepError, match="missing.safetensors: k-means model not found"):
         KMeansModel.load(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.gpu
+def test_cuda_fit_and_labels_agree_with_cpu():
+    x, _ = mixture(20000, 39, 64, spread=2.0, seed=5)
+    cpu, gpu = fit_torch(x, 32, seed=0, device="cpu"), fit_torch(x, 32, seed=0, device="cuda")
+    assert gpu.inertia == pytest.approx(cpu.inertia, rel=0.01)
+    model = KMeansModel(gpu.centroids, {})
+    agree = (model.predictor("cuda")(x) == model.predictor("cpu")(x)).mean()
+    assert agree > 0.999  # float rounding may flip exact ties only

@@ -39,7 +39,7 @@ def features(tsv_dir, split, nshard, rank, feat_dir, feature="mfcc", n_mfcc=13, 
 
 
 def fit(feat_dir, split, nshard, km_path, n_clusters, percent=0.1, max_frames=1_000_000, seed=0, backend="torch",
-        device="auto", max_iter=100, tol=1e-4):
+        device="auto", max_iter=100, tol=1e-3):
     from music_ssl.labels import fit_stage
 
     return fit_stage(feat_dir, split, nshard, km_path, n_clusters, percent, max_frames, seed, backend, device,
@@ -108,8 +108,8 @@ def add_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("torch", "sklearn"), default="torch",
                    help="torch: k-means++ + Lloyd on GPU/CPU; sklearn: fairseq's MiniBatchKMeans (parity)")
     p.add_argument("--max-iter", type=int, default=100, help="torch backend: Lloyd iterations at most (default 100)")
-    p.add_argument("--tol", type=float, default=1e-4,
-                   help="torch backend: stop when inertia improves by less than this fraction (default 1e-4)")
+    p.add_argument("--tol", type=float, default=1e-3,
+                   help="torch backend: stop when inertia improves by less than this fraction (default 1e-3)")
 
 
 def add_device_arg(p: argparse.ArgumentParser) -> None:

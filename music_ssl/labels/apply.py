@@ -64,21 +64,20 @@ def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, 
     if is_done(out, key):
         logger.info("%s: complete, skipped", out)
         return out
-    predict = model.predictor(device)
+    predict, names = model.predictor(device), np.array([str(i) for i in range(model.k)], dtype=object)
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # (R + 1,)
     with atomic_path(out) as tmp, open(tmp, "w") as f, tqdm(total=int(offsets[-1]), desc=out.stem, unit="frame",
                                                             unit_scale=True) as bar:
         for first, last in row_blocks(lengths):
             labels = predict(feats[offsets[first]: offsets[last]])  # (frames of the block,)
-            f.write(format_lines(labels, lengths[first:last]))
+            f.write(format_lines(names[labels], lengths[first:last]))
             bar.update(len(labels))
     mark_done(out, key, rows=len(lengths), frames=int(offsets[-1]))
     return out
 
 
-def format_lines(labels: np.ndarray, lengths: np.ndarray) -> str:
-    """Labels (F,) of consecutive rows with ``lengths`` (R,) → R lines of space-separated ints."""
-    words = labels.astype(str)  # (F,) decimal strings
+def format_lines(words: np.ndarray, lengths: np.ndarray) -> str:
+    """Label strings (F,) (object array) of consecutive rows with ``lengths`` (R,) → R lines, space-separated."""
     bounds = np.cumsum(lengths)[:-1]
     return "".join(" ".join(row) + "\n" for row in np.split(words, bounds))
 

@@ -119,7 +119,7 @@ def cluster_report(split: str, km_path, k: int, classes: Optional[np.ndarray] = 
             joint[:, classes[row]] += np.bincount(labels, minlength=k)
         rows += 1
     p = usage / max(usage.sum(), 1)
-    entropy = float(-(p[p > 0] * np.log2(p[p > 0])).sum())
+    entropy = float((p[p > 0] * -np.log2(p[p > 0])).sum())
     report = ClusterReport(split, rows, int(usage.sum()), k, usage.tolist(), entropy, float(2 ** entropy),
                            int((usage == 0).sum()))
     if classes is not None:

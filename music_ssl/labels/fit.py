@@ -17,7 +17,7 @@ MIN_FRAMES_PER_CLUSTER = 50  # the sample holds at least this many frames per cl
 
 def fit_stage(feat_dir, split: str, nshard: int, km_path, n_clusters: int, percent: float = 0.1,
               max_frames: int = 1_000_000, seed: int = 0, backend: str = "torch", device="auto",
-              max_iter: int = 100, tol: float = 1e-4) -> KMeansModel:
+              max_iter: int = 100, tol: float = 1e-3) -> KMeansModel:
     """Fit k-means on a sample of ``{feat_dir}/{split}_*_{nshard}.npy`` and save it to ``km_path``.
 
     Args:

@@ -14,7 +14,9 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-DISTANCE_BYTES = 1 << 28  # budget of one (chunk, k) float32 distance block: 256 MiB
+# Budget of one (chunk, k) float32 distance block: on GPU large blocks keep the device busy; on CPU a block that
+# stays in cache is ~2.5x faster than one streamed through RAM (measured: 200k x 39 frames, k=500).
+DISTANCE_BYTES = {"cuda": 1 << 28, "cpu": 1 << 22}
 
 
 @dataclass
@@ -34,9 +36,9 @@ def resolve_device(device: Optional[str] = "auto") -> torch.device:
     return torch.device(device)
 
 
-def chunk_rows(k: int) -> int:
-    """Rows per distance block so that a (rows, k) float32 block stays within ``DISTANCE_BYTES``."""
-    return max(1024, DISTANCE_BYTES // (4 * k))
+def chunk_rows(k: int, device: torch.device) -> int:
+    """Rows per distance block so that a (rows, k) float32 block stays within the device's ``DISTANCE_BYTES``."""
+    return max(256, DISTANCE_BYTES.get(device.type, DISTANCE_BYTES["cpu"]) // (4 * k))
 
 
 @torch.no_grad()
@@ -49,10 +51,10 @@ def nearest(x: torch.Tensor, centroids: torch.Tensor) -> Tuple[torch.Tensor, tor
     Returns:
         (labels (N,) int64, squared distances (N,) float32 ≥ 0).
     """
-    c_sq = centroids.pow(2).sum(1)  # (k,)
+    c_sq, c_t = centroids.pow(2).sum(1), centroids.T.contiguous()  # (k,), (D, k)
     labels, dists = [], []
-    for chunk in x.split(chunk_rows(len(centroids))):
-        partial = torch.addmm(c_sq, chunk, centroids.T, alpha=-2.0)  # (n, k): ||c||² − 2 x·c
+    for chunk in x.split(chunk_rows(len(centroids), x.device)):
+        partial = torch.addmm(c_sq, chunk, c_t, alpha=-2.0)  # (n, k): ||c||² − 2 x·c
         best, label = partial.min(1)
         labels.append(label)
         dists.append((best + chunk.pow(2).sum(1)).clamp_(min=0.0))
@@ -124,7 +126,7 @@ def relocate_empty(x: torch.Tensor, centroids: torch.Tensor, counts: torch.Tenso
         logger.debug("relocated %d empty clusters", len(empty))
 
 
-def fit_torch(x: np.ndarray, k: int, seed: int = 0, device="auto", max_iter: int = 100, tol: float = 1e-4,
+def fit_torch(x: np.ndarray, k: int, seed: int = 0, device="auto", max_iter: int = 100, tol: float = 1e-3,
               init_size: Optional[int] = None) -> KMeansFit:
     """k-means of ``x`` with torch.
 
@@ -134,7 +136,8 @@ def fit_torch(x: np.ndarray, k: int, seed: int = 0, device="auto", max_iter: int
         seed: seeds the k-means++ draws (same seed, device and data → same result).
         device: ``auto`` (CUDA if present), ``cuda``, ``cpu``, ...
         max_iter: Lloyd iterations at most (default 100).
-        tol: stop when an iteration lowers the inertia by less than this fraction (default 1e-4).
+        tol: stop when an iteration lowers the inertia by less than this fraction (default 1e-3: on 200k x 39
+            frames, k=500, 12 iterations reach 0.6% above the 45-iteration value and 1% below sklearn's).
         init_size: k-means++ runs on this many random frames (default: all, at most 100 per cluster + 10000).
     """
     device = resolve_device(device)

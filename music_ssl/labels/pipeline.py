@@ -49,7 +49,7 @@ def features_all(tsv_dir, splits: Sequence[str], nshard: int, feat_dir: Path, ex
 def run_all(tsv_dir, out_dir, feature: str = "mfcc", n_mfcc: int = 13, checkpoint=None, layer: Optional[int] = None,
             n_clusters: int = 500, splits: Sequence[str] = ("train", "valid"), nshard: int = 1, percent: float = 0.1,
             max_frames: int = 1_000_000, backend: str = "torch", device: str = "auto", seed: int = 0,
-            feat_dir=None, chunk_seconds: float = 30.0, max_iter: int = 100, tol: float = 1e-4, reference=None,
+            feat_dir=None, chunk_seconds: float = 30.0, max_iter: int = 100, tol: float = 1e-3, reference=None,
             reference_column: str = "label", tolerance: float = TOLERANCE_SECONDS) -> Dict[str, ClusterReport]:
     """Labels for every split of ``tsv_dir`` in ``out_dir``; k-means is fitted on the first split.
 
