@@ -53,7 +53,9 @@ def cli() -> None:
     parser.add_argument("--list-tasks", dest="list_tasks", action="store_true", help="list registry tasks")
     parser.add_argument("overrides", nargs="*", help="hydra-style key=value overrides")
     args = parser.parse_args()
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
+    import music_ssl  # noqa: F401  (fairseq sets the root logger to DEBUG on import: configure after it)
+
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(), force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException

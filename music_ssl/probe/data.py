@@ -1,4 +1,5 @@
 """Arrays a probe run trains on: features and targets per split, on the compute device."""
+import math
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -49,6 +50,17 @@ class ProbeData:
     @property
     def dim(self) -> int:
         return self.splits["train"].x.shape[2]
+
+    @property
+    def epoch_items(self) -> int:
+        """Items per training epoch (``TrainSettings`` epochs count these): the train items, except for
+        frame-level tasks, where an epoch is one frame per second of train audio — a pass over every frame
+        (50 Hz) would cost ~50 times more and buys a shallow probe little, as neighbouring frames are near
+        copies."""
+        train = self.splits["train"]
+        if train.files is None:
+            return train.num_items
+        return max(1, math.ceil(train.num_items / self.frame_rate))
 
     def targets(self, split: str) -> np.ndarray:
         return self.splits[split].y.cpu().numpy()

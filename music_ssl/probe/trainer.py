@@ -45,7 +45,7 @@ class TrainResult:
 
 
 def schedule(settings: TrainSettings, num_items: int, batch_sizes) -> tuple:
-    """Resolve epochs to steps.
+    """Resolve epochs (of ``num_items`` items, ``ProbeData.epoch_items``) to steps.
 
     Returns:
         (eval_every, max_steps): max_steps is a list aligned with ``batch_sizes``, each a multiple of
@@ -144,7 +144,7 @@ def train_batched(configs: list, data, settings: TrainSettings, progress: bool =
     """Train every probe of ``configs`` together (one stack per ``stack_key``) on ``data`` (a ``ProbeData``)."""
     device = data.splits["train"].x.device
     begin = time.perf_counter()
-    eval_every, max_steps = schedule(settings, data.splits["train"].num_items, [c.batch_size for c in configs])
+    eval_every, max_steps = schedule(settings, data.epoch_items, [c.batch_size for c in configs])
     stacks = []
     for key in sorted({stack_key(c) for c in configs}):
         stacks.append(_Stack([i for i, c in enumerate(configs) if stack_key(c) == key], configs, data, max_steps))
@@ -195,7 +195,7 @@ def _validate_and_stop(stacks: list, data, step: int, records: tuple, steps, pat
 def train_sequential(configs: list, data, settings: TrainSettings, progress: bool = True) -> TrainResult:
     """Train each probe on its own with ``nn.Linear`` modules and ``torch.optim.Adam`` (the reference loop)."""
     begin = time.perf_counter()
-    eval_every, max_steps = schedule(settings, data.splits["train"].num_items, [c.batch_size for c in configs])
+    eval_every, max_steps = schedule(settings, data.epoch_items, [c.batch_size for c in configs])
     P = len(configs)
     logits = {split: np.zeros((P, data.splits[split].num_items, data.num_outputs), np.float32)
               for split in EVAL_SPLITS}

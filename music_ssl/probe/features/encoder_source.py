@@ -22,7 +22,7 @@ from music_ssl.checkpoint import file_sha256
 
 from ..audio import audio_info, read_audio
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
-from .source import FeatureSource, mean_windows
+from .source import FeatureSource, FrameMemo, mean_windows
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +57,8 @@ class EncoderSource(FeatureSource):
         self.kind, self.path = kind, Path(path)
         self.layers, self.batch_size, self.chunk_seconds = layers, int(batch_size), float(chunk_seconds)
         self.device, self.random_init, self.seed = default_device(device), bool(random_init), int(seed)
-        self._encoder, self._identity = None, None
+        self._encoder, self._identity, self.names = None, None, None
+        self.memo = FrameMemo()
         if not self.path.exists():
             what = "fairseq checkpoint file" if kind == "checkpoint" else "transformers model folder"
             raise MissingDataError(f"{self.path}: {what} not found (set source.path in the probe config).")
@@ -101,27 +102,35 @@ class EncoderSource(FeatureSource):
         return [int(i) for i in self.layers]
 
     def extract(self, paths, pooling, window, hop):
-        enc = self.encoder
-        self.frame_rate = float(enc.frame_rate)
         out: list = [None] * len(paths)
-        names = None
-        with tqdm(total=len(paths), desc=f"{self.kind} features", unit="file", disable=None) as bar:
-            for batch in self._batches(paths, enc.sample_rate):
-                for index, states in self._encode(batch, paths, enc):
-                    keep = self._select(states)
-                    names = [("cnn" if i == 0 else f"layer{i}") for i in keep]
-                    stacked = np.stack([states[i] for i in keep])  # (S, T, C)
-                    out[index] = self._pool(stacked, pooling, window, hop)
-                    bar.update(1)
-        return out, names, self.frame_rate
+        missing = []
+        for index, path in enumerate(paths):
+            states = self.memo.get(path)
+            if states is None:
+                missing.append(index)
+            else:
+                out[index] = self._pool(states, pooling, window, hop)
+        if missing:
+            enc = self.encoder
+            self.frame_rate = float(enc.frame_rate)
+            with tqdm(total=len(missing), desc=f"{self.kind} features", unit="file", disable=None) as bar:
+                for batch in self._batches([paths[i] for i in missing]):
+                    for index, states in self._encode([missing[i] for i in batch], paths, enc):
+                        keep = self._select(states)
+                        self.names = [("cnn" if i == 0 else f"layer{i}") for i in keep]
+                        stacked = np.stack([states[i] for i in keep])  # (S, T, C)
+                        self.memo.put(paths[index], stacked)
+                        out[index] = self._pool(stacked, pooling, window, hop)
+                        bar.update(1)
+        return out, self.names, self.frame_rate
 
     def _pool(self, stacked, pooling, window, hop):
         if pooling == "frames":
             return np.ascontiguousarray(stacked.transpose(1, 0, 2)).astype(np.float16)  # (T, S, C)
         return mean_windows(stacked, self.frame_rate, window, hop)
 
-    def _batches(self, paths, sample_rate) -> list:
-        """Lists of path indices: same-length short files together (<= batch_size), long files alone."""
+    def _batches(self, paths) -> list:
+        """Lists of indices into ``paths``: same-length short files together (<= batch_size), long files alone."""
         by_length = defaultdict(list)
         for index, path in enumerate(paths):
             rate, frames = audio_info(path)

@@ -13,10 +13,11 @@ from importlib.metadata import version
 
 import librosa
 import numpy as np
+from tqdm import tqdm
 
 from ..audio import read_audio
 from ..errors import ProbeConfigError
-from .source import FeatureSource, window_bounds
+from .source import FeatureSource, FrameMemo, window_bounds
 
 HOP = 512  # samples
 NUM_BINS = {"chroma": 12, "mfcc": 20}
@@ -58,6 +59,7 @@ class HandcraftedSource(FeatureSource):
         self.kind = self.feature = feature
         self.sample_rate = int(sample_rate)
         self.frame_rate = self.sample_rate / HOP
+        self.memo = FrameMemo()
 
     def identity(self) -> dict:
         return {"kind": self.kind, "librosa": version("librosa"), "sample_rate": self.sample_rate, "hop": HOP,
@@ -65,9 +67,11 @@ class HandcraftedSource(FeatureSource):
 
     def extract(self, paths, pooling, window, hop):
         out = []
-        for path in paths:
-            audio, rate = read_audio(path, self.sample_rate)
-            frames = frame_features(audio, rate, self.feature)  # (bins, T)
+        for path in tqdm(paths, desc=f"{self.kind} features", unit="file", disable=None):
+            frames = self.memo.get(path)
+            if frames is None:
+                frames = frame_features(read_audio(path, self.sample_rate)[0], self.sample_rate, self.feature)
+                self.memo.put(path, frames)  # (bins, T)
             if pooling == "frames":
                 out.append(frame_deltas(frames)[:, None, :].astype(np.float16))  # (T, 1, 3 * bins)
                 continue

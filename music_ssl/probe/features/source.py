@@ -7,11 +7,40 @@ then each Transformer layer; S = 1 for Jukebox and the hand-crafted baselines):
   window is None, i.e. the whole clip);
 * ``pooling="frames"``: (T, S, C) float16 — every frame (beat tracking), at ``frame_rate`` Hz.
 """
+from collections import OrderedDict
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
 from ..errors import ProbeConfigError
+
+
+class FrameMemo:
+    """Frame-level features of the files a source extracted last, kept in memory for the run's other tasks.
+
+    Tasks of one run often share files (clip, window and frame pooling of the same pieces): pooling is cheap,
+    extraction is not. Entries are keyed by (path, size, mtime) and evicted oldest first beyond ``max_bytes``.
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30):
+        self.max_bytes, self.bytes, self.entries = max_bytes, 0, OrderedDict()
+
+    @staticmethod
+    def _key(path) -> tuple:
+        stat = Path(path).stat()
+        return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+
+    def get(self, path) -> Optional[np.ndarray]:
+        return self.entries.get(self._key(path))
+
+    def put(self, path, array: np.ndarray) -> None:
+        if array.nbytes > self.max_bytes:
+            return
+        self.entries[self._key(path)] = array
+        self.bytes += array.nbytes
+        while self.bytes > self.max_bytes:
+            self.bytes -= self.entries.popitem(last=False)[1].nbytes
 
 
 class FeatureSource:
