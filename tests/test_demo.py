@@ -1,0 +1,120 @@
+"""The demo pipeline at its smallest size: every stage's outputs exist and agree with each other, reruns reuse."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from music_ssl.checkpoint import FrozenEncoder
+from music_ssl.data.label_alignment import check_label_alignment
+from music_ssl.demo.pipeline import DemoSettings, StageRunner, Stage, plan, run_demo
+from music_ssl.demo.report import SOURCES
+
+pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs FluidSynth (make env installs it)")
+
+SMALL = dict(n_pieces=12, n_notes=12, piece_seconds=4.0, n_clusters=8, label_layer=2, hubert_updates=4,
+             music2vec_updates=4, probe_seeds=2, probe_epochs=4, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    settings = DemoSettings(out_dir=tmp_path_factory.mktemp("demo") / "out", **SMALL)
+    report = run_demo(settings)
+    return settings, report
+
+
+@pytest.mark.slow
+def test_every_stage_ran_and_the_report_lists_every_task_and_source(demo):
+    settings, report = demo
+    text = report.read_text()
+    for _stage, title in SOURCES:
+        assert title in text
+    for task in ("key", "instrument", "pitch", "beat"):
+        assert f"| {task} |" in text
+    for png in ("loss_curves.png", "layers.png"):
+        assert (settings.out_dir / png).stat().st_size > 1000
+    markers = sorted(p.stem for p in (settings.out_dir / ".stages").glob("*.json"))
+    assert markers == sorted(stage.name for stage in plan(settings))
+
+
+@pytest.mark.slow
+def test_labels_match_the_manifest_at_their_rates(demo):
+    settings, _ = demo
+    labels = settings.out_dir / "labels"
+    for folder, rate in ((f"mfcc39_k{settings.n_clusters}", 100), (f"layer{settings.label_layer}_k{settings.n_clusters}", 50)):
+        for split in ("train", "valid"):
+            alignment = check_label_alignment(settings.out_dir / "manifest" / f"{split}.tsv",
+                                              labels / folder / f"{split}.km", rate, 16000)
+            assert alignment.num_labels.min() > 0
+        ids = {int(line.split()[0]) for line in (labels / folder / "dict.km.txt").read_text().splitlines()}
+        assert ids == set(range(settings.n_clusters))
+
+
+@pytest.mark.slow
+def test_manifest_covers_the_training_audio_exactly(demo):
+    settings, _ = demo
+    audio = sorted((settings.out_dir / "corpus" / "audio" / "train").rglob("*.wav"))
+    rows = []
+    for split in ("train", "valid"):
+        lines = (settings.out_dir / "manifest" / f"{split}.tsv").read_text().splitlines()
+        root = lines[0]
+        rows += [(Path(root, line.split("\t")[0]).resolve(), int(line.split("\t")[1])) for line in lines[1:]]
+    assert sorted(p for p, _ in rows) == [p.resolve() for p in audio]
+    assert all(n == sf.info(p).frames for p, n in rows)
+
+
+@pytest.mark.slow
+def test_checkpoints_load_and_give_every_hidden_state(demo):
+    settings, _ = demo
+    clip = np.random.default_rng(0).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    for run in ("hubert_iter1", "hubert_iter2", "music2vec"):
+        encoder = FrozenEncoder.from_checkpoint(settings.out_dir / "checkpoints" / run / "checkpoint_last.pt", "cpu")
+        hidden, frames = encoder(clip[None])
+        assert len(hidden) == encoder.num_layers + 1 and int(frames[0]) == 49
+
+
+@pytest.mark.slow
+def test_results_have_a_row_per_task_and_source(demo):
+    settings, _ = demo
+    results = json.loads((settings.out_dir / "results.json").read_text())
+    for stage, _title in SOURCES:
+        assert sorted(results["selected"][stage]) == ["beat", "instrument", "key", "pitch"]
+        for row in results["selected"][stage].values():
+            assert np.isfinite(row["test_mean"])
+    assert len(results["gains"]) == 2 * 4
+
+
+@pytest.mark.slow
+def test_rerun_reuses_every_stage(demo):
+    settings, report = demo
+    before = report.stat().st_mtime_ns
+    stages = plan(settings)
+    runner = StageRunner(settings.out_dir, len(stages))
+    for stage in stages:
+        assert runner.run(stage).status == "reused", stage.name
+    assert report.stat().st_mtime_ns == before
+
+
+def test_changed_command_reruns_the_stage_and_its_dependents(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    first = Stage("a", "touch a", ["touch", out / "a"], [out / "a"])
+    second = Stage("b", "touch b", ["touch", out / "b"], [out / "b"], upstream=("a",))
+    runner = StageRunner(out, 2)
+    assert [runner.run(s).status for s in (first, second)] == ["ran", "ran"]
+    runner = StageRunner(out, 2)
+    assert [runner.run(s).status for s in (first, second)] == ["reused", "reused"]
+    changed = Stage("a", "touch a", ["touch", out / "a", out / "a2"], [out / "a"])
+    runner = StageRunner(out, 2)
+    assert [runner.run(s).status for s in (changed, second)] == ["ran", "ran"]
+
+
+def test_failing_stage_names_its_command_and_log_and_leaves_no_marker(tmp_path):
+    from music_ssl.demo.pipeline import DemoError
+
+    runner = StageRunner(tmp_path, 1)
+    with pytest.raises(DemoError, match=r"stage broken failed .*false.*broken\.log"):
+        runner.run(Stage("broken", "fails", ["false"], [tmp_path / "never"]))
+    assert not (tmp_path / ".stages" / "broken.json").exists()
