@@ -24,7 +24,8 @@ def audio_info(path) -> sf._SoundFileInfo:
     try:
         return sf.info(str(path))
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError subclasses
-        raise AudioError(f"{path}: cannot read audio ({str(err).strip()}); re-encode it as wav/flac or remove it.") from None
+        raise AudioError(f"{path}: cannot read audio ({str(err).strip()}); "
+                         f"re-encode it as wav/flac or remove it.") from None
 
 
 def format_problem(info: sf._SoundFileInfo, sample_rate: int = SAMPLE_RATE) -> Optional[str]:
@@ -68,7 +69,8 @@ def read_training_audio(path, expected_samples: Optional[int] = None, sample_rat
     try:
         audio, _ = sf.read(str(path), dtype="float32", always_2d=False)
     except Exception as err:
-        raise AudioError(f"{path}: cannot decode audio ({str(err).strip()}); re-encode it as wav/flac or remove it.") from None
+        raise AudioError(f"{path}: cannot decode audio ({str(err).strip()}); "
+                         f"re-encode it as wav/flac or remove it.") from None
     if expected_samples is not None and len(audio) != expected_samples:  # headers of compressed files can lie
         raise AudioError(f"{path}: decodes to {len(audio)} samples but the manifest says {expected_samples}; "
                          f"{CONVERT_FIX}.")

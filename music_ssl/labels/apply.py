@@ -1,7 +1,7 @@
 """The apply stage: nearest-centroid labels for every manifest row, then merged files ``{split}.km`` and
 ``dict.km.txt`` in fairseq's format (one line of space-separated ints per manifest row; ``"<id> 1"`` per cluster).
 
-Frames are labelled in blocks of whole rows (about ``BLOCK_FRAMES`` frames per device call). Shard label files
+Frames are labelled in blocks of whole rows (about ``BLOCK_BYTES`` of features per device call). Shard label files
 ``{split}_{rank}_{nshard}.km`` are written atomically with a marker keyed on the model and the feature shard,
 so re-running skips complete shards.
 """
@@ -22,7 +22,7 @@ from .shards import fingerprint, is_done, mark_done, read_marker, shard_stem
 
 logger = logging.getLogger(__name__)
 
-BLOCK_FRAMES = 1 << 20  # frames labelled per device call
+BLOCK_BYTES = 1 << 28  # float32 features labelled per device call (1.7M frames of 39-d, 87k of 768-d)
 
 
 def label_path(lab_dir, split: str, nshard: int, rank: int) -> Path:
@@ -30,12 +30,12 @@ def label_path(lab_dir, split: str, nshard: int, rank: int) -> Path:
     return Path(lab_dir) / f"{shard_stem(split, rank, nshard)}.km"
 
 
-def row_blocks(lengths: np.ndarray) -> Iterator[Tuple[int, int]]:
-    """Consecutive row ranges ``[first, last)`` of about ``BLOCK_FRAMES`` frames (a longer row is a block alone)."""
+def row_blocks(lengths: np.ndarray, block_frames: int) -> Iterator[Tuple[int, int]]:
+    """Consecutive row ranges ``[first, last)`` of about ``block_frames`` frames (a longer row is a block alone)."""
     first, frames = 0, 0
     for row, n in enumerate(lengths.tolist()):
         frames += n
-        if frames >= BLOCK_FRAMES:
+        if frames >= block_frames:
             yield first, row + 1
             first, frames = row + 1, 0
     if first < len(lengths):
@@ -68,7 +68,7 @@ def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, 
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # (R + 1,)
     with atomic_path(out) as tmp, open(tmp, "w") as f, tqdm(total=int(offsets[-1]), desc=out.stem, unit="frame",
                                                             unit_scale=True) as bar:
-        for first, last in row_blocks(lengths):
+        for first, last in row_blocks(lengths, max(1, BLOCK_BYTES // (4 * model.dim))):
             labels = predict(feats[offsets[first]: offsets[last]])  # (frames of the block,)
             f.write(format_lines(names[labels], lengths[first:last]))
             bar.update(len(labels))

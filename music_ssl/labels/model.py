@@ -72,7 +72,8 @@ class KMeansModel:
             with safe_open(str(path), framework="numpy") as f:
                 metadata, centroids = f.metadata() or {}, f.get_tensor("centroids")
         except Exception as err:  # not safetensors, or no centroids tensor
-            raise LabelPrepError(f"{path}: not a k-means model ({err}); refit it with `tools.kmeans_labels fit`.") from None
+            raise LabelPrepError(f"{path}: not a k-means model ({err}); "
+                                 f"refit it with `python -m tools.kmeans_labels fit`.") from None
         if metadata.get("format") != FORMAT:
             raise LabelPrepError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}; refit it with "
                                  f"`python -m tools.kmeans_labels fit`.")
