@@ -1,10 +1,12 @@
 """On-disk feature cache keyed by everything that affects the features.
 
-Key = sha256 of: the source's identity (checkpoint content hash / Jukebox listing / baseline parameters, kept
-layers), pooling mode, window and hop, ``FEATURE_CODE_VERSION`` and the package version, and every audio file
-(path, size, mtime). Change any of them and the key changes, so a stale entry is never read.
+Key = sha256 of: the source's identity (checkpoint / model-folder content hash, random init and its seed, kept
+layers, chunking; Jukebox file listing and size; baseline, librosa version, sample rate and hop — an encoder's
+sample rate is fixed by its checkpoint, so its hash covers it), the pooling mode, window and hop,
+``FEATURE_CODE_VERSION`` and the package version, and every audio file (path, size, mtime). Change any of them
+and the key changes, so a stale entry is never read.
 An entry is one ``.npz``: ``data`` (sum of rows, S, C), ``offsets`` (files + 1), ``layer_names``,
-``frame_rate``; written to a temporary name and renamed when complete.
+``frame_rate``; written to a temporary name and renamed when complete; an unreadable entry is recomputed.
 """
 import hashlib
 import json
