@@ -23,6 +23,15 @@ from music_ssl.probe.trainer import train_batched, train_sequential
 SPLIT_SIZES = {"train": 40, "valid": 16, "test": 16}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Probe tensors here are tiny: one thread is fastest, and immune to oversubscription on a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def synthetic_data(kind: str, seed: int = 0, num_states: int = 3, dim: int = 8, outputs: int = 3) -> ProbeData:
     """A tiny task whose label is visible in hidden state 1 only: x (S, N, C) per split."""
     rng = np.random.default_rng(seed)
