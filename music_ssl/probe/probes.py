@@ -128,6 +128,7 @@ class StackedAdam:
 
     def __init__(self, params: list, lr: torch.Tensor, l2: torch.Tensor, betas=(0.9, 0.999), eps=1e-8):
         self.params, self.lr, self.l2, self.betas, self.eps = list(params), lr, l2, betas, eps
+        self.decay = bool((l2 != 0).any())  # skip the L2 term when no probe has one
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.t = 0
@@ -142,11 +143,11 @@ class StackedAdam:
         b1, b2 = self.betas
         bc1, bc2_sqrt = 1 - b1 ** self.t, math.sqrt(1 - b2 ** self.t)
         for p, m, v in zip(self.params, self.m, self.v):
-            grad = p.grad + self._per_probe(self.l2, p) * p
+            grad = p.grad + self._per_probe(self.l2, p) * p if self.decay else p.grad
             m.lerp_(grad, 1 - b1)
             v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            denom = (v.sqrt() / bc2_sqrt).add_(self.eps)
-            p.sub_(self._per_probe(self.lr, p) / bc1 * m / denom)
+            denom = v.sqrt().div_(bc2_sqrt).add_(self.eps)
+            p.sub_(m.mul(self._per_probe(self.lr / bc1, p)).div_(denom))  # torch: p += (-lr / bc1 * m) / denom
             p.grad = None
 
     def subset(self, keep: torch.Tensor, params: list) -> None:
@@ -155,6 +156,7 @@ class StackedAdam:
         self.m = [m[keep] for m in self.m]
         self.v = [v[keep] for v in self.v]
         self.lr, self.l2 = self.lr[keep], self.l2[keep]
+        self.decay = bool((self.l2 != 0).any())
 
 
 class SingleProbe(nn.Module):
