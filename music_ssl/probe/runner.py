@@ -66,7 +66,7 @@ def _batched_test_metric(data, result) -> np.ndarray:
 def _selected_row(data, result, members: list) -> dict:
     """Library evaluation of one config's seeds (probe indices ``members``) -> a results-table row."""
     evaluations = [data.type.evaluate({s: result.logits[s][p] for s in EVAL_SPLITS}, data) for p in members]
-    test, valid = ([e[s]["primary"] for e in evaluations] for s in EVAL_SPLITS[::-1])
+    test, valid = [e["test"]["primary"] for e in evaluations], [e["valid"]["primary"] for e in evaluations]
     config = result.configs[members[0]]
     numbers = {k for k, v in evaluations[0]["test"].items() if isinstance(v, (int, float)) and k != "primary"}
     return {"task": data.task.name, "layer": _layer_name(data, config.layer), "layer_index": config.layer,

@@ -85,8 +85,8 @@ class _Stack:
         self.model = StackedProbes.create(pick, data.num_states, data.dim, data.num_outputs, device)
         self.best, self.buffers = self.model.state()
         self.best = {name: p.clone() for name, p in self.best.items()}
-        per_probe = lambda attr: torch.tensor([getattr(c, attr) for c in pick], device=device)  # noqa: E731
-        self.opt = StackedAdam(self.model.parameters(), per_probe("lr").float(), per_probe("l2").float())
+        lr, l2 = (torch.tensor([getattr(c, a) for c in pick], dtype=torch.float32, device=device) for a in ("lr", "l2"))
+        self.opt = StackedAdam(self.model.parameters(), lr, l2)
         self.batch = min(pick[0].batch_size, data.splits["train"].num_items)
         self.x = {s: data.inputs(s, pick[0].standardize) for s in data.splits}
         self.max_steps = torch.tensor([2 ** 62 if max_steps[i] is None else max_steps[i] for i in rows],
