@@ -1,6 +1,5 @@
 """The plugin imports, registers its names in fairseq, keeps torch.load safe, and trains through fairseq-hydra-train."""
 import argparse
-import sys
 
 import torch
 

@@ -8,10 +8,9 @@ random inits and the CHROMA / MFCC baselines -> demo_out/report.md. Each stage i
 finished stages are reused on a rerun (see music_ssl/demo/pipeline.py). Logging level from LOGLEVEL (default INFO).
 """
 import argparse
-import logging
-import os
-import sys
 from pathlib import Path
+
+from tools.cli_common import run_main
 
 
 def main(**settings) -> Path:
@@ -42,15 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli() -> None:
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
-                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
     from music_ssl.demo.pipeline import DemoError
 
-    try:
-        report = main(**vars(build_parser().parse_args()))
-    except DemoError as err:
-        print(f"demo: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    report = run_main(main, vars(build_parser().parse_args()), (DemoError,))
     print(report.read_text())
 
 

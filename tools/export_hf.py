@@ -11,8 +11,9 @@ naming the file and the fix. Logging level from LOGLEVEL (default INFO).
 """
 import argparse
 import logging
-import os
 import sys
+
+from tools.cli_common import run_main
 
 logger = logging.getLogger("tools.export_hf")
 
@@ -37,8 +38,6 @@ def cli() -> None:
     parser.add_argument("--check", action="store_true", help="verify hidden-state parity on random audio")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT_DIR")
     args = parser.parse_args()
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         import transformers  # noqa: F401  (the optional extra)
     except ModuleNotFoundError:
@@ -48,11 +47,7 @@ def cli() -> None:
     from music_ssl.checkpoint import CheckpointError
     from music_ssl.export.hf import ExportError
 
-    try:
-        main(**vars(args))
-    except (ExportError, CheckpointError, FileNotFoundError) as err:  # one line naming the file and the fix
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, vars(args), (ExportError, CheckpointError, FileNotFoundError))
 
 
 if __name__ == "__main__":

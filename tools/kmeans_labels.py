@@ -18,13 +18,13 @@ complete shards and redoes partial ones. Logging level from LOGLEVEL.
 """
 import argparse
 import logging
-import os
-import sys
 
 from music_ssl.checkpoint import CheckpointError
 from music_ssl.data.audio import SAMPLE_RATE
 from music_ssl.data.errors import DataError
 from music_ssl.data.label_alignment import TOLERANCE_SECONDS, LabelAlignmentError
+
+from tools.cli_common import run_main
 
 logger = logging.getLogger("tools.kmeans_labels")
 
@@ -174,14 +174,8 @@ def add_check_args(p: argparse.ArgumentParser) -> None:
 
 
 def cli() -> None:
-    args = parser().parse_args()
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        main(**vars(args))
-    except (DataError, LabelAlignmentError, CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, vars(parser().parse_args()),
+             (DataError, LabelAlignmentError, CheckpointError, FileNotFoundError))
 
 
 if __name__ == "__main__":

@@ -9,8 +9,8 @@ Logging level from the LOGLEVEL environment variable (default INFO).
 """
 import argparse
 import logging
-import os
-import sys
+
+from tools.cli_common import run_main
 
 
 def main(out_dir, n_pieces=120, n_notes=200, piece_seconds=6.0, note_seconds=1.5, seed=0, soundfont=None,
@@ -41,14 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli():
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
-                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
-    args = build_parser().parse_args()
-    try:
-        main(**vars(args))
-    except (ValueError, OSError) as err:
-        print(f"make_corpus: error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, vars(build_parser().parse_args()), (ValueError, OSError))
 
 
 if __name__ == "__main__":

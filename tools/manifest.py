@@ -11,12 +11,12 @@ Unreadable files are reported and counted, not fatal unless ``--strict``. Loggin
 """
 import argparse
 import logging
-import os
-import sys
 
 from music_ssl.data.audio import AUDIO_EXTENSIONS
 from music_ssl.data.errors import DataError
 from music_ssl.data.manifest_builder import ManifestSummary, build_manifests
+
+from tools.cli_common import run_main
 
 logger = logging.getLogger("tools.manifest")
 
@@ -50,14 +50,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cli() -> None:
-    args = parser().parse_args()
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        main(**vars(args))
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, vars(parser().parse_args()), (DataError,))
 
 
 if __name__ == "__main__":

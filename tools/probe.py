@@ -9,10 +9,9 @@ The config is composed with hydra (key=value overrides as in any hydra app; the 
 ``out_dir`` and prints the results table. Logging level from the LOGLEVEL environment variable (default INFO).
 """
 import argparse
-import logging
-import os
-import sys
 from pathlib import Path
+
+from tools.cli_common import run_main
 
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "probe"
 
@@ -53,20 +52,12 @@ def cli() -> None:
     parser.add_argument("--list-tasks", dest="list_tasks", action="store_true", help="list registry tasks")
     parser.add_argument("overrides", nargs="*", help="hydra-style key=value overrides")
     args = parser.parse_args()
-    import music_ssl  # noqa: F401  (fairseq sets the root logger to DEBUG on import: configure after it)
-
-    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(), force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from music_ssl.probe.errors import ProbeError
 
-    try:
-        main(**vars(args))
-    except (ProbeError, HydraException, OmegaConfBaseException) as err:
-        print(f"error: {str(err).strip()}", file=sys.stderr)
-        sys.exit(1)
+    run_main(main, vars(args), (ProbeError, HydraException, OmegaConfBaseException))
 
 
 if __name__ == "__main__":

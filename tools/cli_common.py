@@ -1,0 +1,26 @@
+"""What every music-ssl command line shares: logging from ``LOGLEVEL``, and bad input as one ``error:`` line."""
+import logging
+import os
+import sys
+from typing import Callable, Tuple, Type
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging() -> None:
+    """Log to stderr at ``LOGLEVEL`` (default INFO). fairseq sets the root logger to DEBUG when it is imported, so
+    the plugin (and fairseq) are imported first and the configuration is forced over theirs."""
+    import music_ssl  # noqa: F401
+
+    logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(), format=LOG_FORMAT, force=True)
+
+
+def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...]):
+    """``main(**args)`` with logging set up; an error of ``errors`` (bad input: its message names the file and the
+    fix) is printed as one ``error: …`` line on stderr and exits 1. Anything else keeps its traceback (a bug)."""
+    setup_logging()
+    try:
+        return main(**args)
+    except errors as err:
+        print(f"error: {str(err).strip()}", file=sys.stderr)
+        sys.exit(1)
