@@ -77,9 +77,9 @@ def pretraining_gains(chosen: dict) -> list[dict]:
 def gains_text(gains: list[dict]) -> str:
     lines = []
     for g in gains:
-        verdict = "beats" if g["delta"] > 0 else "does not beat"
-        sure = "CIs separate" if g["separated"] else "within the 95% CIs"
-        lines.append(f"- {g['model']} {verdict} its random init on **{g['task']}** by {g['delta']:+.1f} points ({sure})")
+        verdict = "beats" if g["delta"] > 0 else "trails"
+        sure = "95% CIs separate" if g["separated"] else "within the 95% CIs"
+        lines.append(f"- {g['model']} {verdict} its random init on **{g['task']}** by {abs(g['delta']):.1f} points ({sure})")
     return "\n".join(lines) + "\n"
 
 
