@@ -4,9 +4,11 @@ import pytest
 import soundfile as sf
 import torch
 from omegaconf import OmegaConf
+from fairseq.data.data_utils import compute_mask_indices
 from fairseq.examples.data2vec.models.data2vec_audio import get_annealed_rate
 
 import music_ssl  # noqa: F401
+from conftest import synth_clip
 from music_ssl.models.music2vec import Music2VecConfig, Music2VecModel
 from music_ssl.tasks.music2vec_pretraining import Music2VecPretrainingConfig, Music2VecPretrainingTask
 from music_ssl.tasks.music_hubert_pretraining import MusicHubertPretrainingConfig, MusicHubertPretrainingTask
@@ -175,16 +177,21 @@ def test_bf16_autocast_flag_runs_bf16_matmuls_with_fp32_weights_and_grads(tmp_pa
         dataset = task.dataset("train")
         np.random.seed(0)
         sample = dataset.collater([dataset[0], dataset[1]])
-        sample["net_input"]["source"] = torch.randn_like(sample["net_input"]["source"])
+        # both arms: the same audio, weights (seed 0), masks and dropout draws; only precision differs. fairseq's
+        # compute_mask_indices draws from np.random.default_rng(None) unless given seed/epoch/indices, so the mask
+        # is made once here and passed in (np.random.seed does not reach it).
+        sample["net_input"]["source"] = torch.as_tensor(np.stack([synth_clip(1.0, seed) for seed in (0, 1)]))
+        sample["net_input"]["mask_indices"] = torch.from_numpy(compute_mask_indices(
+            (2, 49), None, 0.5, 3, min_masks=1, require_same_masks=True, seed=0, epoch=0, indices=torch.arange(2)))
+        torch.manual_seed(1)
         model = tiny_music2vec(instance_norm_target_layer=True)
         model.final_proj.register_forward_hook(lambda m, i, o: dtypes.update({flag: o.dtype}))
-        np.random.seed(0)
         loss, _, _ = task.train_step(sample, model, ModelCriterion(task, loss_weights={}, log_keys=[]), PlainBackward(), update_num=0)
         losses[flag] = loss.item()
         assert all(p.dtype == torch.float32 and (p.grad is None or p.grad.dtype == torch.float32)
                    for p in model.parameters())
     assert dtypes == {False: torch.float32, True: torch.bfloat16}
-    assert losses[True] == pytest.approx(losses[False], rel=0.05)
+    assert losses[True] == pytest.approx(losses[False], rel=0.02), losses
 
 
 def test_compute_var_on_a_cpu_process_group_equals_the_local_value():
