@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from music_ssl.data.atomic import atomic_path, write_text_atomic
 from music_ssl.demo import midi
 from music_ssl.demo.render import (check_soundfont, default_soundfont, finish_audio, fluidsynth_program,
                                    fluidsynth_version, render_midi, write_wav_atomic)
@@ -175,10 +176,8 @@ def plan_notes(n: int, seed: int) -> list[NoteSpec]:
 
 
 def write_midi_atomic(score: midi.Score, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    midi.to_midi(score).save(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        midi.to_midi(score).save(tmp)
 
 
 def render_score(score: midi.Score, midi_path: Path, wav_path: Path, seconds: float, settings: CorpusSettings) -> None:
@@ -214,22 +213,12 @@ def build_note(spec: NoteSpec, root: Path, settings: CorpusSettings) -> dict:
             "program": spec.program, "velocity": spec.velocity, "midi": mid.as_posix()}
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_csv_atomic(path: Path, rows: list[dict], columns: list[str]) -> None:
     """CSV with a header line; ``rows`` are dicts with at least ``columns``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def render_all(pieces: list[PieceSpec], notes: list[NoteSpec], root: Path, settings: CorpusSettings,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from music_ssl.demo.corpus import write_text_atomic
+from music_ssl.data.atomic import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from music_ssl.data.atomic import atomic_path
+
 logger = logging.getLogger(__name__)
 
 SOUNDFONT_CANDIDATES = (  # Debian/Ubuntu package fluid-soundfont-gm
@@ -117,7 +119,5 @@ def finish_audio(audio: np.ndarray, n_samples: int, sample_rate: int, source: Pa
 
 def write_wav_atomic(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write 16-bit PCM WAV through a temporary name in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        sf.write(tmp, audio, sample_rate, subtype="PCM_16", format="WAV")

