@@ -77,7 +77,6 @@ class DemoSettings:
     probe_seeds: int = 3
     probe_epochs: int | None = None
     device: str = "auto"
-    extra: dict = field(default_factory=dict)  # free-form notes for the report (not part of any key)
 
     def use_cuda(self) -> bool:
         return self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
