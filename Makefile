@@ -14,4 +14,4 @@ test:  ## set up, then run the whole test suite (slow tests included)
 
 demo:  ## set up, then run the whole pipeline on the embedded demo corpus
 	@set -o pipefail; venv=$$(bash $(ENV_SCRIPT) | tail -n 1) && \
-	  PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m tools.demo $(DEMO_ARGS)
+	  PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m music_ssl.cli.demo $(DEMO_ARGS)

@@ -19,7 +19,7 @@ setup(
     name="music-ssl",
     version="0.1.0",
     description="Self-supervised music audio pretraining (music2vec, MusicHuBERT) and MIR probing on fairseq",
-    packages=find_packages(include=["music_ssl", "music_ssl.*", "tools"]),
+    packages=find_packages(include=["music_ssl", "music_ssl.*"]),  # tools/ are checkout shims, not installed
     python_requires="==3.12.*",
     install_requires=read_requirements("requirements.txt"),
     extras_require={
@@ -28,12 +28,15 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "music-ssl-manifest=tools.manifest:cli",
-            "music-ssl-kmeans=tools.kmeans_labels:cli",
-            "music-ssl-probe=tools.probe:cli",
-            "music-ssl-export-hf=tools.export_hf:cli",
-            "music-ssl-demo=tools.demo:cli",
+            "music-ssl-manifest=music_ssl.cli.manifest:cli",
+            "music-ssl-kmeans=music_ssl.cli.kmeans_labels:cli",
+            "music-ssl-probe=music_ssl.cli.probe:cli",
+            "music-ssl-export-hf=music_ssl.cli.export_hf:cli",
+            "music-ssl-demo=music_ssl.cli.demo:cli",
+            "music-ssl-make-corpus=music_ssl.cli.make_corpus:cli",
+            "music-ssl-config-dir=music_ssl.cli.config_dir:cli",
         ]
     },
+    package_data={"music_ssl": ["config/**/*.yaml"]},  # the shipped hydra configs (music-ssl-config-dir)
     include_package_data=True,
 )

@@ -14,15 +14,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import resolve_device
+from .errors import CheckpointError
 from .models.hidden_states import extract_hidden_states
 
 logger = logging.getLogger(__name__)
 
 PRETRAINING_ONLY_KEYS = ("_ema",)  # data2vec's EMA teacher weights: not part of the encoder
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot serve as an encoder; the message names the file and the fix."""
 
 
 def file_sha256(path: Path, block: int = 1 << 20) -> str:
@@ -111,7 +109,7 @@ class FrozenEncoder:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: checkpoint not found; train one with fairseq-hydra-train "
                                     f"(checkpoints/checkpoint_best.pt) or fix the path.")
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         model, cfg = load_fairseq_model(path, random_init, seed)
         sha = file_sha256(path) + (f"+random-init-{seed}" if random_init else "")
         logger.info("%s: %s, %d layers x %d, %s", path, cfg.model._name, len(model.encoder.layers),

@@ -285,7 +285,7 @@ def test_hf_encoder_rejects_bad_folders(tmp_path):
 
 def run_cli_in_process(monkeypatch, capsys, *args) -> tuple:
     """(exit code, stderr) of ``music-ssl-export-hf ARGS`` run in this process."""
-    from tools.export_hf import cli
+    from music_ssl.cli.export_hf import cli
 
     monkeypatch.setattr(sys, "argv", ["music-ssl-export-hf", *map(str, args)])
     with pytest.raises(SystemExit) as exit_info:

@@ -87,7 +87,7 @@ def bad_input_error(tmp_path, files: dict, edit=None) -> str:
 def test_empty_file_is_named_with_the_fix(tmp_path):
     message = bad_input_error(tmp_path, {"ok.wav": (synth_clip(0.5, 0), SAMPLE_RATE),
                                          "empty.wav": (np.zeros(0, np.float32), SAMPLE_RATE)})
-    assert "empty.wav" in message and "0 samples" in message and "tools.manifest" in message
+    assert "empty.wav" in message and "0 samples" in message and "music-ssl-manifest" in message
 
 
 def test_wrong_rate_is_named_with_the_fix(tmp_path):

@@ -10,7 +10,7 @@ import soundfile as sf
 from conftest import SAMPLE_RATE, run_cli, synth_clip, write_manifest
 from music_ssl.data.label_alignment import LabelAlignmentError, check_label_alignment
 from music_ssl.labels import KMeansModel, LabelPrepError, check_stage, run_all
-from tools import kmeans_labels
+from music_ssl.cli import kmeans_labels
 
 SECONDS = {"train": [1.0, 1.3, 0.8, 1.6, 1.1], "valid": [0.9, 1.2]}
 

@@ -1,4 +1,4 @@
-"""tools/manifest.py: scanning formats, train/valid split, skipped-file reporting, 16 kHz mono FLAC conversion."""
+"""music-ssl-manifest (music_ssl/cli/manifest.py): scanning formats, train/valid split, skipped-file reporting, 16 kHz mono FLAC conversion."""
 import logging
 import sys
 
@@ -12,7 +12,7 @@ from conftest import SAMPLE_RATE, synth_clip
 from music_ssl.data.errors import ManifestError
 from music_ssl.data.manifest import read_manifest, shard_range
 from music_ssl.data.manifest_builder import build_manifests, valid_mask
-from tools import manifest as manifest_tool
+from music_ssl.cli import manifest as manifest_tool
 
 
 def write(path, audio, rate, **kwargs):

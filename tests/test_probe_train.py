@@ -220,7 +220,7 @@ def test_key_and_beat_csv_tasks_end_to_end_with_a_baseline(tmp_path):
 @pytest.mark.slow  # trains the session's tiny checkpoints when no other test did
 def test_demo_config_on_a_checkpoint_and_its_random_init(tiny_checkpoints, tmp_path):
     """The exact command line the demo uses, for a checkpoint and for its random initialisation."""
-    from tools.probe import main
+    from music_ssl.cli.probe import main
 
     write_demo_like_corpus(tmp_path / "corpus", n=15, seconds=2.0)
     corpus = tmp_path / "corpus"
@@ -250,7 +250,7 @@ def test_demo_config_on_a_checkpoint_and_its_random_init(tiny_checkpoints, tmp_p
 def test_cli_bad_inputs_fail_with_one_clear_line(tmp_path):
     from hydra.errors import HydraException
 
-    from tools.probe import main
+    from music_ssl.cli.probe import main
 
     config_dir = str(REPO / "config" / "probe")
     csv_path = write_task(tmp_path, [i % 2 for i in range(10)])
@@ -266,7 +266,7 @@ def test_cli_bad_inputs_fail_with_one_clear_line(tmp_path):
         main(config_dir, "music2vec", ["source.path=x.pt"])
     with pytest.raises(ProbeConfigError, match=r"nope\.yaml: probe config not found; available: \[.*'demo'"):
         main(config_dir, "nope")
-    proc = subprocess.run([sys.executable, "-m", "tools.probe", "--config-dir", config_dir, "--config-name", "demo",
+    proc = subprocess.run([sys.executable, "-m", "music_ssl.cli.probe", "--config-dir", config_dir, "--config-name", "demo",
                            "tasks=[{name:gtzan,root:/x}]"], cwd=REPO, capture_output=True, text=True, timeout=300)
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert proc.returncode == 1 and "Traceback" not in proc.stderr

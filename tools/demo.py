@@ -1,51 +1,5 @@
-"""`make demo`: the whole pipeline on the embedded demo corpus, from nothing to a report.
-
-    python -m tools.demo [--out-dir demo_out] [--n-pieces 120] [--n-notes 200] [--hubert-updates 300] ...
-
-Stages: corpus -> manifest -> MFCC k-means labels -> MusicHuBERT tiny (iteration 1) -> layer labels ->
-MusicHuBERT tiny (iteration 2) -> music2vec tiny -> probes (key, instrument, pitch, beat) of both checkpoints,
-random inits and the CHROMA / MFCC baselines -> demo_out/report.md. Each stage is the toolkit's own command;
-finished stages are reused on a rerun (see music_ssl/demo/pipeline.py). Logging level from LOGLEVEL (default INFO).
-"""
-import argparse
-from pathlib import Path
-
-from tools.cli_common import run_main
-
-
-def main(**settings) -> Path:
-    from music_ssl.demo.pipeline import DemoSettings, run_demo
-
-    return run_demo(DemoSettings(**settings))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out-dir", dest="out_dir", type=Path, default=Path("demo_out"), help="output folder (demo_out)")
-    p.add_argument("--n-pieces", dest="n_pieces", type=int, default=120, help="6-s multi-instrument pieces (120)")
-    p.add_argument("--n-notes", dest="n_notes", type=int, default=200, help="1.5-s single notes (200)")
-    p.add_argument("--piece-seconds", dest="piece_seconds", type=float, default=6.0, help="seconds per piece (6)")
-    p.add_argument("--seed", type=int, default=0, help="corpus, k-means and training seed (0)")
-    p.add_argument("--n-clusters", dest="n_clusters", type=int, default=100, help="k of both label sets (100)")
-    p.add_argument("--label-layer", dest="label_layer", type=int, default=3,
-                   help="hidden state of iteration 1 clustered for iteration 2 (3 of the tiny model's 4)")
-    p.add_argument("--hubert-updates", dest="hubert_updates", type=int, default=300,
-                   help="updates per MusicHuBERT iteration (300)")
-    p.add_argument("--music2vec-updates", dest="music2vec_updates", type=int, default=300,
-                   help="music2vec updates (300)")
-    p.add_argument("--probe-seeds", dest="probe_seeds", type=int, default=3, help="seeds per probe config (3)")
-    p.add_argument("--probe-epochs", dest="probe_epochs", type=int, default=None,
-                   help="most epochs per probe (default: config/probe/demo.yaml's)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when present")
-    return p
-
-
-def cli() -> None:
-    from music_ssl.demo.pipeline import DemoError
-
-    report = run_main(main, vars(build_parser().parse_args()), (DemoError,))
-    print(report.read_text())
-
+"""`python tools/demo.py ARGS` = `music-ssl-demo ARGS` from a checkout (the code: music_ssl/cli/demo.py)."""
+from music_ssl.cli.demo import cli
 
 if __name__ == "__main__":
     cli()

@@ -1,54 +1,5 @@
-"""Export a fairseq checkpoint (music2vec, MusicHuBERT, stock hubert / data2vec_audio) to a transformers folder.
-
-    music-ssl-export-hf CHECKPOINT OUT_DIR [--check] [--overwrite]
-    python -m tools.export_hf checkpoints/checkpoint_best.pt exported/music2vec --check
-
-Writes config.json, model.safetensors, preprocessor_config.json and export_info.json into OUT_DIR (atomically).
-Load the result with ``transformers.AutoModel.from_pretrained(OUT_DIR)`` (no trust_remote_code).
-``--check`` reloads the folder and compares every hidden state with the fairseq model on random audio
-(unpadded and padded); a failed check exits 1 and writes nothing. Bad input exits 1 with one line on stderr
-naming the file and the fix. Logging level from LOGLEVEL (default INFO).
-"""
-import argparse
-import logging
-import sys
-
-from tools.cli_common import run_main
-
-logger = logging.getLogger("tools.export_hf")
-
-
-def main(checkpoint: str, out_dir: str, check: bool = False, overwrite: bool = False) -> dict:
-    """Export ``checkpoint`` into ``out_dir``; returns the export info (what export_info.json holds)."""
-    from music_ssl.export.hf import export_checkpoint
-
-    info = export_checkpoint(checkpoint, out_dir, overwrite=overwrite, check=check)
-    parity = info.get("parity")
-    logger.info("%s -> %s: %s from %s, %d Hz, do_normalize=%s%s", checkpoint, out_dir, info["transformers_class"],
-                info["fairseq_model"], info["sample_rate"], info["do_normalize"],
-                f", parity max |diff| {max(parity['unpadded_max_abs_diff'], parity['padded_max_abs_diff']):.2e}"
-                if parity else "")
-    return info
-
-
-def cli() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="fairseq checkpoint (.pt) written by fairseq-hydra-train")
-    parser.add_argument("out_dir", help="folder to write (must be new or empty unless --overwrite)")
-    parser.add_argument("--check", action="store_true", help="verify hidden-state parity on random audio")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT_DIR")
-    args = parser.parse_args()
-    try:
-        import transformers  # noqa: F401  (the optional extra)
-    except ModuleNotFoundError:
-        print("error: transformers is not installed; install the extra from the music-ssl checkout: "
-              "pip install -e '.[hf]'", file=sys.stderr)
-        sys.exit(1)
-    from music_ssl.checkpoint import CheckpointError
-    from music_ssl.export.hf import ExportError
-
-    run_main(main, vars(args), (ExportError, CheckpointError, FileNotFoundError))
-
+"""`python tools/export_hf.py ARGS` = `music-ssl-export-hf ARGS` from a checkout (the code: music_ssl/cli/export_hf.py)."""
+from music_ssl.cli.export_hf import cli
 
 if __name__ == "__main__":
     cli()

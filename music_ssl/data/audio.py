@@ -14,9 +14,9 @@ from .errors import AudioError
 
 SAMPLE_RATE = 16000  # Hz of every manifest the pretraining configs read
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
-CONVERT_FIX = ("convert the corpus with `python -m tools.manifest AUDIO_DIR --dest DIR --convert-dir DIR` "
+CONVERT_FIX = ("convert the corpus with `music-ssl-manifest AUDIO_DIR --dest DIR --convert-dir DIR` "
                "(16 kHz mono FLAC)")
-MANIFEST_FIX = "regenerate the manifest with `python -m tools.manifest AUDIO_DIR --dest DIR`"
+MANIFEST_FIX = "regenerate the manifest with `music-ssl-manifest AUDIO_DIR --dest DIR`"
 
 
 def audio_info(path) -> sf._SoundFileInfo:

@@ -1,12 +1,10 @@
 """Errors for bad input data: one line naming the file, what is wrong and the fix.
 
-CLIs (``tools/manifest.py``, ``tools/kmeans_labels.py``) catch :class:`DataError`, print ``error: <message>``
+CLIs (``music-ssl-manifest``, ``music-ssl-kmeans``) catch :class:`DataError`, print ``error: <message>``
 and exit 1 instead of showing a traceback.
 """
 
-
-class DataError(ValueError):
-    """Base class of user-facing data errors; the message names the file and the fix."""
+from ..errors import DataError
 
 
 class AudioError(DataError):

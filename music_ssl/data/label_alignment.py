@@ -12,6 +12,7 @@ from typing import List
 
 import numpy as np
 
+from ..errors import LabelError
 from .manifest import read_manifest
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ logger = logging.getLogger(__name__)
 TOLERANCE_SECONDS = 0.1  # fairseq.data.audio.hubert_dataset.verify_label_lengths
 
 
-class LabelAlignmentError(ValueError):
+class LabelAlignmentError(LabelError):
     """Labels and manifest disagree; the message names the file and the fix."""
 
 
@@ -45,7 +46,7 @@ def label_lengths(label_path: str) -> np.ndarray:
     """(N,) int64 number of space-separated labels on each line of ``label_path``."""
     path = Path(label_path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: label file not found; make it with `python -m tools.kmeans_labels all`.")
+        raise FileNotFoundError(f"{path}: label file not found; make it with `music-ssl-kmeans all`.")
     with path.open("rb") as f:
         return np.asarray([len(line.split()) for line in f], dtype=np.int64)
 
@@ -60,7 +61,7 @@ def check_label_alignment(manifest_path: str, label_path: str, label_rate: float
     n_rows, n_lines = len(alignment.num_samples), len(alignment.num_labels)
     if n_rows != n_lines:
         raise LabelAlignmentError(f"{label_path}: {n_lines} label lines for {n_rows} rows of {manifest_path}; "
-                                  f"regenerate the labels from this manifest (tools/kmeans_labels.py apply).")
+                                  f"regenerate the labels from this manifest (music-ssl-kmeans apply).")
     error = np.abs(alignment.num_samples / sample_rate - alignment.num_labels / label_rate)  # (N,) seconds
     bad = np.flatnonzero(error > tolerance)
     if len(bad):
@@ -83,6 +84,6 @@ def check_label_vocabulary(label_path: str, symbols: List[str], max_lines: int =
             if unknown:
                 raise LabelAlignmentError(
                     f"{label_path}:{line_no}: labels {sorted(unknown)[:5]} are not in the dictionary; make "
-                    f"dict.km.txt and the .km files in the same tools/kmeans_labels.py run.")
+                    f"dict.km.txt and the .km files in the same music-ssl-kmeans run.")
             if line_no >= max_lines:
                 break

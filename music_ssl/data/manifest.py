@@ -13,7 +13,7 @@ import numpy as np
 from .atomic import write_text_atomic
 from .errors import ManifestError
 
-MAKE_FIX = "make it with `python -m tools.manifest AUDIO_DIR --dest DIR`"
+MAKE_FIX = "make it with `music-ssl-manifest AUDIO_DIR --dest DIR`"
 
 
 @dataclass
@@ -46,7 +46,7 @@ def read_manifest(path) -> Manifest:
         fields = line.split("\t")
         if len(fields) != 2 or not fields[1].isdigit():
             raise ManifestError(f"{path}:{row}: expected `relpath<TAB>num_samples`, got {line.strip()!r}; "
-                                f"regenerate the manifest with `python -m tools.manifest`.")
+                                f"regenerate the manifest with `music-ssl-manifest`.")
         relpaths.append(fields[0])
         sizes.append(int(fields[1]))
     return Manifest(path, Path(lines[0].strip()), relpaths, np.asarray(sizes, dtype=np.int64))

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from music_ssl.data.atomic import atomic_path, write_text_atomic
 from music_ssl.demo import midi
+from music_ssl.errors import DemoError
 from music_ssl.demo.render import (check_soundfont, default_soundfont, finish_audio, fluidsynth_program,
                                    fluidsynth_version, render_midi, write_wav_atomic)
 
@@ -60,7 +61,7 @@ TASK_CSVS = {  # task name -> file; pieces tasks first, then notes tasks
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
 
 
-class CorpusError(ValueError):
+class CorpusError(DemoError):
     """Bad corpus arguments, or an output folder that is not a corpus made by this generator."""
 
 
@@ -285,7 +286,7 @@ def load_corpus(out_dir: str | os.PathLike, settings: CorpusSettings | None = No
         CorpusError: no complete corpus there (or one made with other settings); the message says how to make it.
     """
     root = Path(out_dir)
-    hint = f"make it with: python -m tools.make_corpus {root}"
+    hint = f"make it with: music-ssl-make-corpus {root}"
     try:
         info = json.loads((root / MARKER).read_text())
         stored = CorpusSettings(**info["settings"])

@@ -2,7 +2,7 @@
 
 Stages, in order (``demo_out/`` by default; every command is logged before it runs)::
 
-    corpus        python -m tools.make_corpus   demo_out/corpus                       (FluidSynth renders)
+    corpus        music-ssl-make-corpus         demo_out/corpus                       (FluidSynth renders)
     manifest      music-ssl-manifest            corpus/audio/train -> manifest/{train,valid}.tsv
     mfcc_labels   music-ssl-kmeans all          manifest -> labels/mfcc39_k{K}/{split}.km  (100 Hz, iteration 1)
     hubert_iter1  fairseq-hydra-train           music_hubert_tiny on the MFCC labels
@@ -35,17 +35,12 @@ from pathlib import Path
 import torch
 
 from music_ssl.data.atomic import write_text_atomic
+from music_ssl.errors import DemoError
+from music_ssl.resources import PLUGIN_DIR, PRETRAIN_CONFIG_DIR, PROBE_CONFIG_DIR
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parents[2]
-PRETRAIN_CONFIGS = REPO / "config" / "pretrain"
-PROBE_CONFIGS = REPO / "config" / "probe"
 STAGES_DIR = ".stages"
-
-
-class DemoError(RuntimeError):
-    """A demo stage failed; the message names the stage, its command and where its log is."""
 
 
 @dataclass
@@ -189,7 +184,7 @@ class StageRunner:
 def corpus_stage(s: DemoSettings) -> Stage:
     corpus = s.out_dir / "corpus"
     return Stage("corpus", "demo corpus (FluidSynth + General MIDI soundfont)",
-                 [sys.executable, "-m", "tools.make_corpus", corpus, "--n-pieces", s.n_pieces, "--n-notes", s.n_notes,
+                 ["music-ssl-make-corpus", corpus, "--n-pieces", s.n_pieces, "--n-notes", s.n_notes,
                   "--piece-seconds", s.piece_seconds, "--seed", s.seed],
                  [corpus / "corpus.json"])
 
@@ -214,9 +209,9 @@ def kmeans_stage(s: DemoSettings, name: str, title: str, label_dir: Path, featur
 def train_stage(s: DemoSettings, name: str, title: str, config: str, updates: int, overrides: list,
                 upstream: tuple[str, ...]) -> Stage:
     save_dir = s.out_dir / "checkpoints" / name
-    command = ["fairseq-hydra-train", "--config-dir", PRETRAIN_CONFIGS, "--config-name", config,
+    command = ["fairseq-hydra-train", "--config-dir", PRETRAIN_CONFIG_DIR, "--config-name", config,
                f"task.data={s.out_dir / 'manifest'}", f"checkpoint.save_dir={save_dir}",
-               f"common.user_dir={REPO / 'music_ssl'}", f"optimization.max_update={updates}",
+               f"common.user_dir={PLUGIN_DIR}", f"optimization.max_update={updates}",
                f"common.seed={s.seed}", f"common.cpu={'false' if s.use_cuda() else 'true'}",
                f"hydra.run.dir={save_dir / 'hydra'}", *overrides]
     return Stage(name, title, command, [save_dir / "checkpoint_last.pt"], workdir=save_dir, upstream=upstream)
@@ -226,7 +221,7 @@ def probe_stage(s: DemoSettings, name: str, title: str, source: list[str], upstr
     """``config/probe/demo.yaml`` (the corpus's key / instrument / pitch / beat CSV tasks) on one feature source."""
     out = s.out_dir / "probe" / name
     epochs = [] if s.probe_epochs is None else [f"protocol.train.max_epochs={s.probe_epochs}"]
-    command = ["music-ssl-probe", "--config-dir", PROBE_CONFIGS, "--config-name", "demo", f"name={name}",
+    command = ["music-ssl-probe", "--config-dir", PROBE_CONFIG_DIR, "--config-name", "demo", f"name={name}",
                f"data_root={s.out_dir / 'corpus'}", f"out_dir={out}", f"cache_dir={s.out_dir / 'feature_cache'}",
                f"protocol.seeds=[{','.join(str(i) for i in range(s.probe_seeds))}]",
                f"device={'cuda' if s.use_cuda() else 'cpu'}", *epochs, *source]

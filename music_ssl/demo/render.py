@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from music_ssl.data.atomic import atomic_path
+from music_ssl.errors import DemoError
 
 logger = logging.getLogger(__name__)
 
@@ -31,15 +32,15 @@ PEAK = 0.9         # peak amplitude after normalisation
 FADE_SECONDS = 0.02  # fade-out at the cropped end (no click)
 
 
-class SoundfontNotFoundError(FileNotFoundError):
+class SoundfontNotFoundError(DemoError, FileNotFoundError):
     """The soundfont file does not exist."""
 
 
-class FluidSynthNotFoundError(FileNotFoundError):
+class FluidSynthNotFoundError(DemoError, FileNotFoundError):
     """The ``fluidsynth`` program is not on PATH."""
 
 
-class RenderError(ValueError):
+class RenderError(DemoError):
     """FluidSynth failed, or produced silence / unreadable output, or the soundfont file is not a SoundFont."""
 
 

@@ -2,7 +2,7 @@
 
 * :mod:`.hf` — fairseq checkpoint (music2vec, MusicHuBERT, stock hubert / data2vec_audio) →
   ``transformers.HubertModel`` / ``Data2VecAudioModel`` folder (config.json, model.safetensors,
-  preprocessor_config.json); CLI ``music-ssl-export-hf`` (``tools/export_hf.py``);
+  preprocessor_config.json); CLI ``music-ssl-export-hf`` (``music_ssl/cli/export_hf.py``);
 * :mod:`.parity` — every hidden state of a checkpoint against its exported folder, unpadded and padded;
 * :mod:`.hf_encoder` — :class:`HFEncoder`, the :class:`music_ssl.checkpoint.FrozenEncoder` interface over any
   local transformers wav2vec2-family model folder (what probing uses for ``source.kind: hf``);

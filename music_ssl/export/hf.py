@@ -43,6 +43,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from ..checkpoint import CheckpointError, file_sha256
+from ..errors import ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -119,10 +120,6 @@ HUBERT_POS_CONV_RULES = [
 ]
 DATA2VEC_POS_CONV_RULES = [(r"encoder\.pos_conv\.(\d+)\.0\.(weight|bias)",
                             "encoder.pos_conv_embed.layers.{0}.conv.{1}")]
-
-
-class ExportError(ValueError):
-    """A checkpoint or folder that cannot be exported; the message names the file and the fix."""
 
 
 @dataclass

@@ -22,13 +22,15 @@ from typing import List, Optional
 import torch
 
 from ..checkpoint import FrozenEncoder, conv_geometry, file_sha256
+from ..device import resolve_device
+from ..errors import ExportError
 
 logger = logging.getLogger(__name__)
 
 HASHED_SUFFIXES = (".json", ".safetensors", ".bin")  # config, preprocessor config and weight files
 
 
-class HFModelError(ValueError):
+class HFModelError(ExportError):
     """A folder that is not a usable transformers audio encoder; the message names the folder and the fix."""
 
 
@@ -121,7 +123,7 @@ class HFEncoder(FrozenEncoder):
         except (OSError, ValueError) as err:  # no / unreadable weight file, weights not matching the config
             raise HFModelError(f"{folder}: cannot load the weights ({str(err).strip().splitlines()[0]}); re-export "
                                f"or re-download the folder.") from err
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        device = resolve_device(device)
         sample_rate, normalize = read_preprocessor(folder)
         logger.info("%s: %s, %d layers x %d, %d Hz", folder, type(model).__name__, config.num_hidden_layers,
                     config.hidden_size, sample_rate)

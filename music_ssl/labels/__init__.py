@@ -1,6 +1,6 @@
 """Label preparation for MusicHuBERT: frame features → k-means → ``{split}.km`` + ``dict.km.txt``, with checks.
 
-Stages (each a function here, each a subcommand of ``tools/kmeans_labels.py``, sharded like fairseq's
+Stages (each a function here, each a subcommand of ``music-ssl-kmeans``, sharded like fairseq's
 ``examples/hubert/simple_kmeans``):
 
 * features — :mod:`.features` with :mod:`.mfcc` (iteration 1, 100 Hz) or :mod:`.layer` (iteration 2, 50 Hz)

@@ -23,7 +23,7 @@ from .errors import LabelPrepError
 
 logger = logging.getLogger(__name__)
 
-CLIP_SUFFIX = re.compile(r"_\d{4}$")  # clips cut by tools.manifest --segment-seconds: TRACK_0003.flac
+CLIP_SUFFIX = re.compile(r"_\d{4}$")  # clips cut by music-ssl-manifest --segment-seconds: TRACK_0003.flac
 
 
 @dataclass
@@ -65,7 +65,7 @@ def read_label_lines(km_path, k: int) -> Iterator[np.ndarray]:
                 labels = np.asarray(line.split(), dtype=np.int64)
             except ValueError:
                 raise LabelPrepError(f"{km_path}:{line_no}: not space-separated integers; regenerate the labels "
-                                     f"(tools/kmeans_labels.py apply).") from None
+                                     f"(music-ssl-kmeans apply).") from None
             if len(labels) and (labels.min() < 0 or labels.max() >= k):
                 raise LabelPrepError(f"{km_path}:{line_no}: label {labels.max()} outside 0..{k - 1} of dict.km.txt; "
                                      f"make the .km files and dict.km.txt in the same run.")
@@ -76,7 +76,7 @@ def dictionary_size(dict_path) -> int:
     """Number of symbols of ``dict.km.txt``, which must be ``"<id> 1"`` lines for ids 0..k-1."""
     path = Path(dict_path)
     if not path.is_file():
-        raise LabelPrepError(f"{path}: label dictionary not found; write it with `python -m tools.kmeans_labels apply`.")
+        raise LabelPrepError(f"{path}: label dictionary not found; write it with `music-ssl-kmeans apply`.")
     symbols = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
     if symbols != [str(i) for i in range(len(symbols))]:
         raise LabelPrepError(f"{path}: expected lines `0 1`, `1 1`, ... in order; regenerate it with the labels.")

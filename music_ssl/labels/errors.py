@@ -1,6 +1,6 @@
 """The label-preparation error: one line naming the file (or setting) and the fix."""
-from ..data.errors import DataError
+from ..errors import LabelError
 
 
-class LabelPrepError(DataError):
+class LabelPrepError(LabelError):
     """Features, k-means or label files cannot be made or are inconsistent (k > frames, stale shards, ...)."""

@@ -95,7 +95,7 @@ def check_frame_counts(manifest, start: int, frames: np.ndarray) -> None:
         row = start + int(short[0])
         raise AudioError(f"{manifest.audio_path(row)}: {manifest.sizes[row]} samples in {manifest.path} give no "
                          f"feature frame (empty or too short; {len(short)} such rows); remove these files and "
-                         f"regenerate the manifest with `python -m tools.manifest`.")
+                         f"regenerate the manifest with `music-ssl-manifest`.")
 
 
 def fill_features(tmp: Path, manifest, start: int, frames: np.ndarray, extractor, desc: str) -> None:
@@ -126,7 +126,7 @@ def load_shard(feat_dir, split: str, nshard: int, rank: int) -> Tuple[np.ndarray
     npy, lengths_path = feature_paths(feat_dir, split, nshard, rank)
     marker = read_marker(npy)
     if marker is None or not lengths_path.exists():
-        raise LabelPrepError(f"{npy}: features missing or incomplete; run `python -m tools.kmeans_labels features "
+        raise LabelPrepError(f"{npy}: features missing or incomplete; run `music-ssl-kmeans features "
                              f"TSV_DIR {split} {nshard} {rank} {feat_dir}` (or `all`).")
     feats = np.load(npy, mmap_mode="r")
     lengths = np.asarray(lengths_path.read_text().split(), dtype=np.int64)  # (R,)

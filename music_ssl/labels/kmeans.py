@@ -12,6 +12,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from ..device import resolve_device
+
 logger = logging.getLogger(__name__)
 
 # Budget of one (chunk, k) float32 distance block: on GPU large blocks keep the device busy; on CPU a block that
@@ -27,13 +29,6 @@ class KMeansFit:
     centroids: np.ndarray
     inertia: float
     n_iter: int
-
-
-def resolve_device(device: Optional[str] = "auto") -> torch.device:
-    """``auto``/None → CUDA when present, else CPU; anything else as given."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def chunk_rows(k: int, device: torch.device) -> int:

@@ -27,7 +27,8 @@ from safetensors.numpy import save_file
 
 from ..data.atomic import atomic_path
 from .errors import LabelPrepError
-from .kmeans import nearest, resolve_device
+from ..device import resolve_device
+from .kmeans import nearest
 
 FORMAT = "music-ssl-kmeans/1"
 
@@ -67,16 +68,16 @@ class KMeansModel:
         """Read a model written by :meth:`save`; LabelPrepError names the file and the fix otherwise."""
         path = Path(path)
         if not path.is_file():
-            raise LabelPrepError(f"{path}: k-means model not found; make it with `python -m tools.kmeans_labels fit`.")
+            raise LabelPrepError(f"{path}: k-means model not found; make it with `music-ssl-kmeans fit`.")
         try:
             with safe_open(str(path), framework="numpy") as f:
                 metadata, centroids = f.metadata() or {}, f.get_tensor("centroids")
         except Exception as err:  # not safetensors, or no centroids tensor
             raise LabelPrepError(f"{path}: not a k-means model ({err}); "
-                                 f"refit it with `python -m tools.kmeans_labels fit`.") from None
+                                 f"refit it with `music-ssl-kmeans fit`.") from None
         if metadata.get("format") != FORMAT:
             raise LabelPrepError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}; refit it with "
-                                 f"`python -m tools.kmeans_labels fit`.")
+                                 f"`music-ssl-kmeans fit`.")
         return cls(centroids.astype(np.float32), {k: v for k, v in metadata.items() if k != "format"})
 
     def predictor(self, device="auto"):

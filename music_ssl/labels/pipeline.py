@@ -27,7 +27,7 @@ from .apply import apply_stage, merge_stage, write_dictionary
 from .check import ClusterReport, check_stage
 from .features import dump_features, make_extractor
 from .fit import fit_stage
-from .kmeans import resolve_device
+from ..device import resolve_device
 
 logger = logging.getLogger(__name__)
 

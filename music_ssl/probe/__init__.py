@@ -12,7 +12,7 @@ Pipeline (each step one module):
 ``metrics``     sklearn / mir_eval metrics and batched torch twins; ``beat``: madmom DBN decoding
 ``runner``      a config end to end; ``report``: selection, mean ± 95% CI, Markdown/CSV/JSON, layer plot
 
-Command line: ``python -m tools.probe --config-dir config/probe --config-name <name> [key=value ...]``
+Command line: ``music-ssl-probe --config-name <name> [key=value ...]``
 (``music-ssl-probe``).
 """
 from .errors import MissingDataError, ProbeConfigError, ProbeDataError, ProbeError

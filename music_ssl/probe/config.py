@@ -1,7 +1,7 @@
 """The probe run config: a structured (dataclass) schema, so every key has a default, a type and help.
 
 ``config/probe/*.yaml`` start with ``defaults: [probe_schema, _self_]`` and list only what they change;
-``tools/probe.py`` registers the schema with hydra's ConfigStore (:func:`register_schema`). Unknown keys and
+``music_ssl/cli/probe.py`` registers the schema with hydra's ConfigStore (:func:`register_schema`). Unknown keys and
 wrong types fail when the config is composed. :func:`resolve_config` applies the same schema to a plain dict
 (the Python API).
 """

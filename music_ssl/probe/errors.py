@@ -2,10 +2,7 @@
 
 CLIs catch :class:`ProbeError` subclasses, print the message without a traceback and exit 1.
 """
-
-
-class ProbeError(Exception):
-    """Base class of every user-facing probing error (bad config, bad data, missing files)."""
+from ..errors import ProbeError
 
 
 class ProbeConfigError(ProbeError, ValueError):

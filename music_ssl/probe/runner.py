@@ -1,6 +1,6 @@
 """Run a probe config end to end: source -> features (cached) -> probes per task -> selection -> report.
 
-The config schema (keys, defaults, help) is ``probe.config.ProbeRunConfig``; ``tools/probe.py`` composes it
+The config schema (keys, defaults, help) is ``probe.config.ProbeRunConfig``; ``music_ssl/cli/probe.py`` composes it
 with hydra, :func:`run_probe` also takes a plain dict.
 
 Selection (JukeMIR's): for each layer option (hidden state i, or the weighted sum) the config with the best
@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..device import resolve_device
 from .assemble import assemble
 from .config import resolve_config
 from .errors import ProbeConfigError
 from .features import build_source, load_features
-from .features.encoder_source import default_device
 from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers
 from .report import library_versions, mean_ci, write_report
 from .tasks import load_task
@@ -143,7 +143,7 @@ def run_probe(cfg) -> dict:
         config and its hash, library versions, ``outputs``: file paths).
     """
     cfg = resolve_config(cfg)
-    device = default_device(cfg["device"])
+    device = resolve_device(cfg["device"])
     protocol = get_protocol(cfg["protocol"]["name"])
     settings = train_settings(protocol.settings, cfg["protocol"]["train"])
     source = build_source(**cfg["source"], device=cfg["device"])

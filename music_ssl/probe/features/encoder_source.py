@@ -19,19 +19,13 @@ import torch
 from tqdm import tqdm
 
 from music_ssl.checkpoint import file_sha256
+from music_ssl.device import resolve_device
 
 from ..audio import audio_info, read_audio
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
 from .source import FeatureSource, FrameMemo, mean_windows
 
 logger = logging.getLogger(__name__)
-
-
-def default_device(device: Optional[str] = None) -> torch.device:
-    """'auto'/None -> CUDA when present, else CPU."""
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class EncoderSource(FeatureSource):
@@ -56,7 +50,7 @@ class EncoderSource(FeatureSource):
                                    "from the fairseq checkpoint).")
         self.kind, self.path = kind, Path(path)
         self.layers, self.batch_size, self.chunk_seconds = layers, int(batch_size), float(chunk_seconds)
-        self.device, self.random_init, self.seed = default_device(device), bool(random_init), int(seed)
+        self.device, self.random_init, self.seed = resolve_device(device), bool(random_init), int(seed)
         self._encoder, self._identity, self.names = None, None, None
         self.memo = FrameMemo()
         if not self.path.exists():

@@ -15,12 +15,14 @@ def setup_logging() -> None:
     logging.basicConfig(level=os.environ.get("LOGLEVEL", "INFO").upper(), format=LOG_FORMAT, force=True)
 
 
-def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...]):
-    """``main(**args)`` with logging set up; an error of ``errors`` (bad input: its message names the file and the
-    fix) is printed as one ``error: …`` line on stderr and exits 1. Anything else keeps its traceback (a bug)."""
+def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...] = ()):
+    """``main(**args)`` with logging set up; a :class:`music_ssl.errors.MusicSSLError` or an error of ``errors``
+    (bad input: its message names the file and the fix) is printed as one ``error: …`` line on stderr and exits 1. Anything else keeps its traceback (a bug)."""
     setup_logging()
+    from music_ssl.errors import MusicSSLError
+
     try:
         return main(**args)
-    except errors as err:
+    except (MusicSSLError, *errors) as err:
         print(f"error: {str(err).strip()}", file=sys.stderr)
         sys.exit(1)

@@ -1,0 +1,63 @@
+"""Probe a representation on MIR tasks.
+
+    music-ssl-probe --config-name music2vec source.path=ckpt.pt data_root=/data/mir
+    music-ssl-probe --config-name demo data_root=demo_out/corpus out_dir=probe_out protocol.seeds=[0,1,2]
+    music-ssl-probe --list-tasks
+
+The config is composed with hydra (key=value overrides as in any hydra app; the schema with every key's help is
+``music_ssl/probe/config.py``). Writes results.md / results.csv / probes.csv / results.json / layers.png to
+``out_dir`` and prints the results table. Logging level from the LOGLEVEL environment variable (default INFO).
+"""
+import argparse
+from pathlib import Path
+
+from ..resources import PROBE_CONFIG_DIR
+from .common import run_main
+
+DEFAULT_CONFIG_DIR = PROBE_CONFIG_DIR
+
+
+def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, overrides: list = (),
+         list_tasks: bool = False) -> dict:
+    """Compose ``<config_dir>/<config_name>.yaml`` with ``overrides`` and run it; returns the summary."""
+    from music_ssl.probe import run_probe
+    from music_ssl.probe.config import register_schema
+    from music_ssl.probe.errors import ProbeConfigError
+    from music_ssl.probe.tasks import TASKS
+
+    if list_tasks:
+        for name, spec in sorted(TASKS.items()):
+            print(f"{name:20s} {spec.type:11s} {spec.layout}")
+        return {}
+    if not config_name:
+        raise ProbeConfigError("--config-name is required (a YAML in --config-dir, e.g. demo).")
+    folder = Path(config_dir).resolve()
+    if not (folder / f"{config_name}.yaml").exists():
+        raise ProbeConfigError(f"{folder / (config_name + '.yaml')}: probe config not found; "
+                               f"available: {sorted(p.stem for p in folder.glob('*.yaml'))}.")
+    from hydra import compose, initialize_config_dir
+
+    register_schema()
+    with initialize_config_dir(config_dir=str(folder), version_base=None):
+        cfg = compose(config_name=config_name, overrides=list(overrides))
+    summary = run_probe(cfg)
+    print(Path(summary["outputs"]["results.md"]).read_text())
+    return summary
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-dir", dest="config_dir", default=str(DEFAULT_CONFIG_DIR),
+                        help="folder of probe YAMLs (default: the shipped ones, $(music-ssl-config-dir)/probe)")
+    parser.add_argument("--config-name", dest="config_name", help="YAML name without .yaml")
+    parser.add_argument("--list-tasks", dest="list_tasks", action="store_true", help="list registry tasks")
+    parser.add_argument("overrides", nargs="*", help="hydra-style key=value overrides")
+    args = parser.parse_args()
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    run_main(main, vars(args), (HydraException, OmegaConfBaseException))
+
+
+if __name__ == "__main__":
+    cli()
