@@ -1,8 +1,9 @@
 """Pretraining through fairseq-hydra-train: both music models train, resume, check labels, and their configs compose."""
+import json
 import os
-import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,14 +11,9 @@ import torch
 from omegaconf import OmegaConf
 
 import music_ssl  # noqa: F401  (allows fairseq.Dictionary in weights_only loads)
-from conftest import REPO, USER_DIR, train_tiny
+from conftest import REPO, USER_DIR, free_port, num_updates, train_tiny, two_worker_corpus
 
 PRETRAIN_DIR = REPO / "config" / "pretrain"
-
-
-def num_updates(checkpoint) -> int:
-    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    return state["optimizer_history"][-1]["num_updates"]
 
 
 @pytest.mark.parametrize("model", ["music2vec", "music_hubert"])
@@ -82,7 +78,8 @@ def test_music2vec_base_has_the_papers_settings():
 ABLATIONS = {
     "crop5": ("task.crop_seconds", 5), "crop10": ("task.crop_seconds", 10), "crop15": ("task.crop_seconds", 15),
     "span5": ("model.mask_length", 5), "span15": ("model.mask_length", 15),
-    "prob50": ("model.mask_prob", 0.5), "prob80": ("model.mask_prob", 0.8),
+    "prob50": ("model.mask_prob", 0.5), "prob70": ("model.mask_prob", 0.7),
+    "prob80": ("model.mask_prob", 0.8),
     "top12": ("model.average_top_k_layers", 12), "800k": ("optimization.max_update", 800000),
 }
 
@@ -115,17 +112,7 @@ def test_music_hubert_variants_have_hubert_base_settings(name, label_dir, label_
 def test_two_process_gloo_run_shares_each_update(tmp_path, config):
     """fairseq spawns one worker per CUDA device (none on CPU), so two processes are launched by hand with a tcp://
     init method and ``distributed_no_spawn`` (and fairseq's ``legacy_ddp``): each trains on half of every batch over gloo."""
-    from conftest import write_clips, write_manifest, write_random_labels
-
-    data, audio = tmp_path / "data", tmp_path / "audio"
-    data.mkdir()
-    for split, n in (("train", 16), ("valid", 2)):
-        write_manifest(data / f"{split}.tsv", audio, write_clips(audio / split, n, 2.0, seed=len(split)))
-        write_random_labels(data / f"{split}.tsv", data / f"{split}.km", 50, 8)
-    save = tmp_path / "ckpt"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    data, save, port = two_worker_corpus(tmp_path), tmp_path / "ckpt", free_port()
     common = ["fairseq-hydra-train", "--config-dir", str(PRETRAIN_DIR), "--config-name", config,
               f"task.data={data}", f"task.label_dir={data}", "task.label_rate=50", f"common.user_dir={USER_DIR}",
               "optimization.max_update=2", f"checkpoint.save_dir={save}",
@@ -147,3 +134,53 @@ def test_two_process_gloo_run_shares_each_update(tmp_path, config):
     epoch = [line for line in (tmp_path / "hydra0" / "hydra_train.log").read_text().splitlines()
              if "[train][INFO]" in line][-1]
     assert '"train_bsz": "16"' in epoch, "one update = 8 clips on each of the 2 workers"
+
+
+def offline_run(wandb_dir: Path):
+    """(run record, history keys) of the one offline wandb run written under ``wandb_dir``."""
+    from conftest import wandb_offline_records
+
+    (run_dir,) = [d for d in wandb_dir.glob("offline-run-*") if list(d.glob("run-*.wandb"))]
+    for _ in range(300):  # wandb's core process may still be flushing the file when finish() returns
+        records = wandb_offline_records(run_dir)
+        if any(r.WhichOneof("record_type") == "exit" for r in records):
+            break
+        time.sleep(0.1)
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    history = {"/".join(item.nested_key) or item.key for r in records if r.WhichOneof("record_type") == "history"
+               for item in r.history.item}
+    return run, history
+
+
+@pytest.mark.slow
+def test_tensorboard_and_wandb_log_our_metrics_and_probes_join_the_training_run(tmp_path, session_corpus, monkeypatch):
+    """common.tensorboard_logdir / common.wandb_project (offline) with music2vec: the loss and the model's own
+    metrics (EMA decay, target / prediction variance) are logged; the checkpoint's probe run lands in its group."""
+    from conftest import tensorboard_scalars
+    from test_probe_train import write_demo_like_corpus
+
+    from music_ssl.probe import run_probe
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    save, tb = tmp_path / "m2v_run7", tmp_path / "tb"
+    ckpt = train_tiny("music2vec_tiny", session_corpus, save, f"common.tensorboard_logdir={tb}",
+                      "common.wandb_project=music-ssl-tests")
+    train = tensorboard_scalars(tb / "train")
+    for tag in ("loss", "ema_decay", "target_var", "pred_var", "lr"):
+        assert sorted(train[tag]) == [1, 2], f"{tag} logged at each epoch end (one update per epoch)"
+    assert {"loss", "target_var"} <= set(tensorboard_scalars(tb / "valid"))
+    run, history = offline_run(save / "hydra" / "wandb")
+    assert (run.project, run.display_name) == ("music-ssl-tests", "m2v_run7"), "fairseq names it after save_dir"
+    assert {"train/loss", "train/ema_decay", "train/target_var", "train/pred_var"} <= history
+
+    write_demo_like_corpus(tmp_path / "corpus", n=15, seconds=2.0)
+    out = tmp_path / "probe"
+    run_probe({"name": "keys", "source": {"kind": "checkpoint", "path": str(ckpt)}, "device": "cpu",
+               "progress": False, "out_dir": str(out), "cache_dir": None, "wandb": {"project": "music-ssl-tests"},
+               "protocol": {"name": "mulap", "seeds": [0], "layers": "last", "train": {"max_epochs": 2}},
+               "tasks": [{"name": "csv", "path": str(tmp_path / "corpus" / "key.csv"), "type": "key"}]})
+    probe, probe_history = offline_run(out / "wandb")
+    assert (probe.project, probe.run_group, probe.job_type) == ("music-ssl-tests", "m2v_run7", "probe")
+    assert probe.display_name == "m2v_run7/probe-keys"
+    pretraining = json.loads({item.key: item.value_json for item in probe.config.update}["pretraining"])
+    assert (pretraining["project"], pretraining["run"], pretraining["num_updates"]) == ("music-ssl-tests", "m2v_run7", 2)

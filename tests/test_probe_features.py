@@ -124,7 +124,7 @@ def test_checkpoint_source_every_hidden_state_and_random_init(tiny_checkpoints, 
     ckpt = tiny_checkpoints[name]
     source = build_source("checkpoint", ckpt, chunk_seconds=1.0, device="cpu")
     clip, names, rate = source.extract(paths, "clip", None, None)
-    assert names == ["cnn", "layer1", "layer2", "layer3", "layer4"] and rate == 50.0
+    assert names == ["input", "layer1", "layer2", "layer3", "layer4"] and rate == 50.0
     assert [a.shape for a in clip] == [(1, 5, 64)] * 4 and clip[0].dtype == np.float32
     frames, _, _ = source.extract(paths, "frames", None, None)
     assert [a.shape for a in frames] == [(49, 5, 64)] * 3 + [(124, 5, 64)]  # the long file went in chunks
@@ -139,7 +139,7 @@ def test_checkpoint_source_every_hidden_state_and_random_init(tiny_checkpoints, 
     np.testing.assert_array_equal(seeded[0], random_clip[0])  # the random init is seeded
     picked = build_source("checkpoint", ckpt, layers=[0, 4], device="cpu")
     arrays, picked_names, _ = picked.extract(paths[:1], "clip", None, None)
-    assert picked_names == ["cnn", "layer4"] and np.allclose(arrays[0], clip[0][:, [0, 4]], atol=1e-4)
+    assert picked_names == ["input", "layer4"] and np.allclose(arrays[0], clip[0][:, [0, 4]], atol=1e-4)
     with pytest.raises(ProbeConfigError, match=r"source.layers \[7\] out of range: the encoder has 5"):
         build_source("checkpoint", ckpt, layers=[7], device="cpu").extract(paths[:1], "clip", None, None)
 

@@ -38,7 +38,7 @@ def test_hf_source_features_equal_checkpoint_source(tiny_checkpoints, clips, tmp
     for pooling, window, atol, rtol in cases:
         ref, ref_names, ref_rate = reference.extract(clips, pooling, window, None)
         out, names, rate = exported.extract(clips, pooling, window, None)
-        assert names == ref_names == ["cnn", "layer1", "layer2", "layer3", "layer4"] and rate == ref_rate == 50.0
+        assert names == ref_names == ["input", "layer1", "layer2", "layer3", "layer4"] and rate == ref_rate == 50.0
         for a, b in zip(ref, out):
             assert a.shape == b.shape and a.dtype == b.dtype
             np.testing.assert_allclose(b.astype(np.float32), a.astype(np.float32), atol=atol, rtol=rtol)
@@ -52,6 +52,6 @@ def test_hf_source_selected_layers_and_missing_folder(tmp_path, clips):
     export_checkpoint(stock_hubert(tmp_path), tmp_path / "hf")
     source = build_source("hf", tmp_path / "hf", layers=[0, 2], device="cpu")
     features, names, _ = source.extract(clips[:2], "clip", None, None)
-    assert names == ["cnn", "layer2"] and [f.shape for f in features] == [(1, 2, 64)] * 2
+    assert names == ["input", "layer2"] and [f.shape for f in features] == [(1, 2, 64)] * 2
     with pytest.raises(MissingDataError, match="transformers model folder not found"):
         build_source("hf", tmp_path / "nowhere")

@@ -170,16 +170,17 @@ def test_nsynth_instrument_pitch_and_train_cap(tmp_path):
 
 
 def test_vocalset_test_singers_and_windows(tmp_path):
-    for singer in ("f1", "f2", "m1", "m3"):
+    for singer in ("f1", "f2", "f6", "m1", "m3"):
         for technique in ("belt", "vibrato", "messa"):
             for take in range(4):
                 touch_audio(tmp_path / "FULL" / singer / "arpeggios" / technique / f"{singer}_{technique}_{take}.wav")
     technique = load_task("vocalset_technique", root=tmp_path)
     assert {i.path.parts[-4] for i in technique.split_items("test")} == {"f2", "m3"}
-    assert technique.skipped == {"technique outside the 10 of Wilkins et al.": 16}
+    assert {i.path.parts[-4] for i in technique.split_items("valid")} == {"f6"}  # valid singers (9/6/5 split)
+    assert technique.skipped == {"technique outside the 10 of Wilkins et al.": 20}
     assert technique.pooling == "window" and technique.window_seconds == 3.0
     singer = load_task("vocalset_singer", root=tmp_path)
-    assert len(singer.classes) == 20 and len(singer.items) == 48
+    assert len(singer.classes) == 20 and len(singer.items) == 60
     with pytest.raises(MissingDataError, match="FULL: missing VocalSet FULL folder"):
         load_task("vocalset_singer", root=tmp_path / "nowhere")
 

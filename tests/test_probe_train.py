@@ -238,7 +238,7 @@ def test_demo_config_on_a_checkpoint_and_its_random_init(tiny_checkpoints, tmp_p
     for name, summary in results.items():
         assert summary["source"]["random_init"] == (name == "random")
         assert {r["task"] for r in summary["selected"]} == {"key", "instrument", "pitch", "beat"}
-        assert {r["layer"] for r in summary["selected"]} == {"cnn", "layer1", "layer2", "layer3", "layer4",
+        assert {r["layer"] for r in summary["selected"]} == {"input", "layer1", "layer2", "layer3", "layer4",
                                                              "weighted_sum"}
         assert sum(r["best_on_valid"] for r in summary["selected"]) == 4
     assert results["trained"]["source"]["sha256"] == results["random"]["source"]["sha256"]

@@ -3,6 +3,8 @@
     music-ssl-probe --config-name music2vec source.path=ckpt.pt data_root=/data/mir
     music-ssl-probe --config-name demo data_root=demo_out/corpus out_dir=probe_out protocol.seeds=[0,1,2]
     music-ssl-probe --list-tasks
+    music-ssl-probe --list-protocols        # the presets: settings, sources, the paper-vs-ours tables
+    music-ssl-probe --list-references       # published model + protocol names for source.reference
 
 The config is composed with hydra (key=value overrides as in any hydra app; the schema with every key's help is
 ``music_ssl/probe/config.py``). Writes results.md / results.csv / probes.csv / results.json / layers.png to
@@ -17,8 +19,28 @@ from .common import run_main
 DEFAULT_CONFIG_DIR = PROBE_CONFIG_DIR
 
 
+def list_protocols() -> str:
+    """Every preset with its settings, source and docstring table (``protocols.describe``)."""
+    from music_ssl.probe.protocols import PROTOCOLS, describe, get_protocol
+
+    return "\n".join(describe(get_protocol(name)) for name in PROTOCOLS)
+
+
+def list_references() -> str:
+    """One line per published reference: name, paper/table, tasks."""
+    from music_ssl.probe.published import published_rows, references
+
+    lines = []
+    for name in references():
+        rows = [r for r in published_rows() if r["reference"] == name]
+        tables = sorted({f"{r['paper']}, {r['table']}" for r in rows})
+        tasks = sorted({r["task"] for r in rows})
+        lines.append(f"{name:36s} protocol {rows[0]['protocol']:8s} {'; '.join(tables)}: {', '.join(tasks)}")
+    return "\n".join(lines)
+
+
 def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, overrides: list = (),
-         list_tasks: bool = False) -> dict:
+         list_tasks: bool = False, list_protocols_: bool = False, list_references_: bool = False) -> dict:
     """Compose ``<config_dir>/<config_name>.yaml`` with ``overrides`` and run it; returns the summary."""
     from music_ssl.probe import run_probe
     from music_ssl.probe.config import register_schema
@@ -28,6 +50,9 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
     if list_tasks:
         for name, spec in sorted(TASKS.items()):
             print(f"{name:20s} {spec.type:11s} {spec.layout}")
+        return {}
+    if list_protocols_ or list_references_:
+        print(list_protocols() if list_protocols_ else list_references())
         return {}
     if not config_name:
         raise ProbeConfigError("--config-name is required (a YAML in --config-dir, e.g. demo).")
@@ -51,6 +76,10 @@ def cli() -> None:
                         help="folder of probe YAMLs (default: the shipped ones, $(music-ssl-config-dir)/probe)")
     parser.add_argument("--config-name", dest="config_name", help="YAML name without .yaml")
     parser.add_argument("--list-tasks", dest="list_tasks", action="store_true", help="list registry tasks")
+    parser.add_argument("--list-protocols", dest="list_protocols_", action="store_true",
+                        help="print the protocol presets (ma2023, mulap, marble, jukemir) with settings and sources")
+    parser.add_argument("--list-references", dest="list_references_", action="store_true",
+                        help="print the published model + protocol names usable as source.reference")
     parser.add_argument("overrides", nargs="*", help="hydra-style key=value overrides")
     args = parser.parse_args()
     from hydra.errors import HydraException

@@ -9,6 +9,10 @@ convention, so exported models give the same list:
   encoder layer norm applied for post-LN models) — the state fed to layer 1;
 * index i (1..L): the output of Transformer layer i (the final layer norm applied to the last one for
   pre-LN models, as the encoder's own output does).
+
+State 0 is *not* the CNN output: :func:`extract_cnn_features` gives that (the conv feature extractor's raw
+output, e.g. 512-d, before the feature layer norm and the projection to C; MAP-Music2Vec's Table 1 reports
+probes on it).
 """
 from typing import List, Optional, Tuple
 
@@ -54,6 +58,20 @@ def extract_hidden_states(model: nn.Module, source: torch.Tensor, padding_mask: 
     if frame_mask is not None and not frame_mask.any():
         frame_mask = None
     return hidden, frame_mask
+
+
+def extract_cnn_features(model: nn.Module, source: torch.Tensor) -> torch.Tensor:
+    """The raw output of the conv feature extractor of ``model`` on an unpadded batch.
+
+    Args:
+        model: a fairseq wav2vec2 / HuBERT / data2vec-audio model (``model.feature_extractor``).
+        source: (B, S) float waveform at the model's sample rate.
+
+    Returns:
+        (B, T, C_conv) float: the conv stack's output (before the feature layer norm and the projection),
+        T = the frames of the hidden states.
+    """
+    return model.feature_extractor(source).transpose(1, 2)  # (B, C_conv, T) -> (B, T, C_conv)
 
 
 class HiddenStatesMixin:

@@ -1,7 +1,8 @@
 """Turn a loaded task and its features into ``ProbeData`` (arrays per split on the compute device).
 
 * clip pooling: one vector per item = the mean of its window means -> x (S, N_items, C);
-* window pooling: every window is an item; ``groups`` says which file it came from (key ensembles);
+* window pooling: every window is an item; ``groups`` says which file it came from (key ensembles; with
+  ``task.aggregate == "mean"`` valid/test outputs are averaged per file before scoring);
 * frames: every frame is an item with a 0/1 beat target; ``files`` keeps each file's frame range and its
   reference beats for DBN decoding.
 """
@@ -34,7 +35,7 @@ def _beat_split(task, arrays, split_index, frame_rate):
     for i in split_index:
         frames = arrays[i]
         rows.append(frames)
-        targets.append(beat_targets(task.items[i].label, frames.shape[0], frame_rate))
+        targets.append(beat_targets(task.items[i].label, frames.shape[0], frame_rate, task.beat_neighbour_weight))
         files.append((start, start + frames.shape[0], np.asarray(task.items[i].label, np.float64)))
         start += frames.shape[0]
     return np.concatenate(rows), np.concatenate(targets)[:, None], files
@@ -56,12 +57,13 @@ def assemble(task, features, device) -> ProbeData:
             raw[split] = (x, task_type.encode(labels, task))
             extras[split] = {"groups": groups}
     targets = task_type.prepare({s: raw[s][1] for s in SPLITS})
+    aggregate = task.aggregate == "mean" and task.pooling == "window" and task.type != "beat"
     splits = {}
     for split in SPLITS:
         x = torch.from_numpy(np.ascontiguousarray(raw[split][0].transpose(1, 0, 2))).to(device, torch.float32)
         groups = extras[split].get("groups")
         splits[split] = SplitArrays(x, torch.as_tensor(targets[split], device=device),
                                     None if groups is None else torch.as_tensor(groups, device=device),
-                                    extras[split].get("files"))
+                                    extras[split].get("files"), aggregate=aggregate)
     return ProbeData(task, task_type, splits, task_type.num_outputs(task), features.frame_rate,
                      list(features.layer_names))

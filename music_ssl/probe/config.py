@@ -22,7 +22,11 @@ class SourceConfig:
     path: Optional[str] = field(default=None, metadata={
         "help": "fairseq checkpoint (.pt), transformers model folder, or folder of Jukebox .npy features"})
     layers: Optional[List[int]] = field(default=None, metadata={
-        "help": "hidden states to extract and keep (0 = CNN output, i = layer i); null = all"})
+        "help": "hidden states to extract and keep (0 = the Transformer input: CNN output after layer norm, "
+                "projection and positional convolution; i = output of Transformer layer i); null = all"})
+    cnn: bool = field(default=False, metadata={
+        "help": "checkpoint only: probe the raw conv feature extractor output (e.g. 512-d, before the projection; "
+                "MAP-Music2Vec Table 1's diamond rows) instead of the hidden states"})
     random_init: bool = field(default=False, metadata={
         "help": "checkpoint only: same architecture, fresh random weights (the baseline of pretraining)"})
     seed: int = field(default=0, metadata={"help": "seed of the random initialisation (random_init)"})
@@ -30,12 +34,20 @@ class SourceConfig:
     chunk_seconds: float = field(default=30.0, metadata={
         "help": "files longer than this are encoded in chunks of this many seconds"})
     dim: int = field(default=4800, metadata={"help": "jukebox: expected feature size"})
+    naming: str = field(default="jukemir", metadata={
+        "help": "jukebox: 'jukemir' = <uid>.npy with JukeMIR's per-dataset uid where the task loader knows it "
+                "(MTT clip_id zero-padded to 5, GTZAN sha256 of '<genre>.000NN', Emomusic song_id padded to 4, "
+                "Giantsteps ID padded to 7 plus '-<window>'), else <audio stem>.npy; 'stem' = always <audio stem>.npy"})
+    reference: Optional[str] = field(default=None, metadata={
+        "help": "published model + protocol to print beside ours, e.g. ma2023/music2vec_base, jukemir/jukebox "
+                "(music-ssl-probe --list-references); null = no paper column"})
     sample_rate: int = field(default=22050, metadata={"help": "chroma / mfcc: audio is resampled to this rate (Hz)"})
 
 
 @dataclass
 class ProtocolConfig:
-    name: str = field(default="marble", metadata={"help": "jukemir | marble | mulap (see probe/protocols.py)"})
+    name: str = field(default="marble", metadata={
+        "help": "ma2023 | mulap | marble | jukemir (music-ssl-probe --list-protocols; probe/protocols.py)"})
     layers: Any = field(default=None, metadata={
         "help": "null = the preset's; all | all+sum | sum | last | list of indices (-1 = weighted sum)"})
     seeds: Optional[List[int]] = field(default=None, metadata={"help": "null = the preset's seeds"})

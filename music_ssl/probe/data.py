@@ -16,11 +16,23 @@ class SplitArrays:
         y: targets on the same device: (N,) int64 class ids or (N, K) float32.
         groups: (N,) int64 song index of each item (key task: windows of one song) or None.
         files: beat task: list of (start, stop, reference beat times in s) — each file's frame range — or None.
+        aggregate: True = outputs are averaged per group (file) before scoring (``TaskData.aggregate``).
     """
     x: torch.Tensor
     y: torch.Tensor
     groups: Optional[torch.Tensor] = None
     files: Optional[list] = None
+    aggregate: bool = False
+
+    @property
+    def num_groups(self) -> int:
+        return int(self.groups.max()) + 1
+
+    def group_targets(self) -> torch.Tensor:
+        """(G, ...) the target of each group (every window of a file carries the file's target)."""
+        first = torch.full((self.num_groups,), self.y.shape[0], dtype=torch.int64, device=self.y.device)
+        first = first.scatter_reduce(0, self.groups, torch.arange(self.y.shape[0], device=self.y.device), "amin")
+        return self.y[first]
 
     @property
     def num_items(self) -> int:

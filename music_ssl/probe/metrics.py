@@ -60,10 +60,28 @@ def key_weighted_score(reference: list[str], estimated: list[str]) -> float:
     return float(np.mean([mir_eval.key.weighted_score(r, e) for r, e in zip(reference, estimated)]))
 
 
-def beat_f_measure(reference: np.ndarray, estimated: np.ndarray) -> float:
-    """Beat times in seconds -> ``mir_eval.beat.f_measure`` with a ±70 ms window (no beat trimming)."""
+def beat_f_measure(reference: np.ndarray, estimated: np.ndarray, window: float = BEAT_F_MEASURE_WINDOW) -> float:
+    """Beat times in seconds -> ``mir_eval.beat.f_measure`` with a ±``window`` s tolerance (no beat trimming)."""
     return float(mir_eval.beat.f_measure(np.asarray(reference, float), np.asarray(estimated, float),
-                                         f_measure_threshold=BEAT_F_MEASURE_WINDOW))
+                                         f_measure_threshold=window))
+
+
+def beat_f_measure_files(pairs: list, window: float = BEAT_F_MEASURE_WINDOW, average: str = "pooled") -> float:
+    """Beat F-measure over files: pairs = [(reference, estimated)] beat times in seconds.
+
+    ``average="per_file"``: mean of each file's ``mir_eval.beat.f_measure``. ``"pooled"``: matches
+    (``mir_eval.util.match_events`` within ±window), estimates and references summed over files, then one
+    F = 2PR / (P + R) (``mir_eval.util.f_measure``), as MARBLE's GTZANBT_metric.py; 0 without estimates or
+    references.
+    """
+    if average == "per_file":
+        return float(np.mean([beat_f_measure(r, e, window) for r, e in pairs]))
+    matches = sum(len(mir_eval.util.match_events(np.asarray(r, float), np.asarray(e, float), window))
+                  for r, e in pairs)
+    estimates, references = sum(len(e) for _, e in pairs), sum(len(r) for r, _ in pairs)
+    if estimates == 0 or references == 0 or matches == 0:
+        return 0.0
+    return float(mir_eval.util.f_measure(matches / estimates, matches / references))
 
 
 @lru_cache(maxsize=1)
@@ -113,6 +131,14 @@ def batched_r2(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     resid = ((pred - y.unsqueeze(0)) ** 2).sum(1)
     total = ((y - y.mean(0)) ** 2).sum(0).clamp(min=1e-12)
     return 1 - resid / total
+
+
+def group_mean(values: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """values: (P, N, K); groups: (N,) int64 in [0, G) -> (P, G, K) mean of each group's rows."""
+    P, N, K = values.shape
+    index = groups.view(1, N, 1).expand(P, N, K)
+    out = torch.zeros(P, num_groups, K, device=values.device, dtype=values.dtype)
+    return out.scatter_reduce(1, index, values, reduce="mean", include_self=False)
 
 
 def song_ensembles(logits: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:

@@ -46,13 +46,21 @@ def _fmt(mean: float, half: float) -> str:
     return f"{100 * mean:.1f}" + ("" if math.isnan(half) else f" ± {100 * half:.1f}")
 
 
-def markdown_table(rows: list) -> str:
-    """rows: selected-result dicts (see ``runner``) -> Markdown table (metrics in points, ×100)."""
-    lines = ["| task | layer | metric | test | valid | seeds | config |", "|---|---|---|---|---|---|---|"]
+def markdown_table(rows: list, paper: bool = False) -> str:
+    """rows: selected-result dicts (see ``runner``) -> Markdown table (metrics in points, ×100).
+
+    ``paper``: add a "paper" column after "test" with each row's published number (points; "–" where the
+    paper has none for that task and metric).
+    """
+    head = ["task", "layer", "metric", "test"] + (["paper"] if paper else []) + ["valid", "seeds", "config"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         layer = f"{r['layer']} ★" if r.get("best_on_valid") else r["layer"]
-        lines.append(f"| {r['task']} | {layer} | {r['metric']} | {_fmt(r['test_mean'], r['test_ci95'])} | "
-                     f"{_fmt(r['valid_mean'], r['valid_ci95'])} | {r['seeds']} | {r['config']} |")
+        cells = [r["task"], layer, r["metric"], _fmt(r["test_mean"], r["test_ci95"])]
+        if paper:
+            cells.append("–" if r.get("paper") is None else f"{r['paper']:.1f}")
+        cells += [_fmt(r["valid_mean"], r["valid_ci95"]), str(r["seeds"]), r["config"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -106,11 +114,13 @@ METRIC_NOTES = {  # metric -> how it is computed (printed under the Markdown tab
     "roc_auc": "roc_auc: sklearn macro ROC-AUC (also macro AP in results.json)",
     "r2": "r2: sklearn r2_score, mean over outputs (each output in results.json)",
     "score": "score: mir_eval.key.weighted_score of song-level keys (window ensemble strategy chosen on valid)",
-    "f_measure": f"f_measure: mir_eval.beat.f_measure, ±{1000 * BEAT_F_MEASURE_WINDOW:.0f} ms, no 5-s trimming, after "
-                 "madmom's DBNBeatTrackingProcessor on the frame activations",
+    "f_measure": f"f_measure: mir_eval beat F-measure (default ±{1000 * BEAT_F_MEASURE_WINDOW:.0f} ms, matches pooled "
+                 "over files; the task's beat_tolerance / beat_average in results.json), no 5-s trimming, after "
+                 "madmom's DBNBeatTrackingProcessor on the frame activations; configs chosen on the valid F-measure",
 }
 RESULT_COLUMNS = ["run", "source", "task", "layer", "layer_index", "metric", "test_mean", "test_ci95", "valid_mean",
                   "valid_ci95", "seeds", "best_on_valid", "config", "strategy"]
+PAPER_COLUMNS = ["reference", "paper", "paper_source"]  # results.csv, when source.reference is set
 
 
 def write_report(out_dir: Path, summary: dict) -> dict:
@@ -124,11 +134,18 @@ def write_report(out_dir: Path, summary: dict) -> dict:
     rows = [{"run": summary["name"], "source": summary["source"]["kind"], **r} for r in summary["selected"]]
     paths = {name: out_dir / name for name in ("results.md", "results.csv", "probes.csv", "results.json",
                                                  "layers.png")}
+    reference = summary.get("reference")
     header = (f"# Probe results: {summary['name']}\n\nsource: {summary['source']['kind']}, protocol: "
-              f"{summary['protocol']}, metrics x100, test mean ± 95% CI over seeds; ★ = layer chosen on valid.\n\n")
+              f"{summary['protocol']}, metrics x100, test mean ± 95% CI over seeds; ★ = layer chosen on valid.\n")
+    if reference:
+        sources = sorted({r["paper_source"] for r in rows if r.get("paper_source")})
+        header += (f"paper: the published number of `{reference}` ({'; '.join(sources) or 'no matching task'}), "
+                   "for the paper's own protocol and layer choice.\n")
+        for r in rows:
+            r["reference"] = reference
     notes = "".join(f"- {METRIC_NOTES[m]}\n" for m in sorted({r["metric"] for r in rows}))
-    write_text_atomic(paths["results.md"], header + markdown_table(rows) + "\n" + notes)
-    write_text_atomic(paths["results.csv"], csv_text(rows, RESULT_COLUMNS))
+    write_text_atomic(paths["results.md"], header + "\n" + markdown_table(rows, bool(reference)) + "\n" + notes)
+    write_text_atomic(paths["results.csv"], csv_text(rows, RESULT_COLUMNS + (PAPER_COLUMNS if reference else [])))
     probe_rows = summary["probes"]
     write_text_atomic(paths["probes.csv"], csv_text(probe_rows, list(probe_rows[0]) if probe_rows else ["task"]))
     write_text_atomic(paths["results.json"], json.dumps(summary, indent=1, default=_json_default))

@@ -3,11 +3,15 @@
 The config schema (keys, defaults, help) is ``probe.config.ProbeRunConfig``; ``music_ssl/cli/probe.py`` composes it
 with hydra, :func:`run_probe` also takes a plain dict.
 
+Task rules: the protocol's ``rules`` for the task's name or type (pooling, window → song aggregation, beat
+scoring) are applied under the task entry's own options (an entry's explicit key wins).
+
 Selection (JukeMIR's): for each layer option (hidden state i, or the weighted sum) the config with the best
-mean validation score over seeds is chosen — the batched early-stopping metric (frame-level AP for beat
-tracking, where a DBN per probe would cost minutes) — and its seeds are evaluated on valid and test with the
-field's libraries; test metrics are reported as mean ± 95% CI over seeds. The layer option with the best
-library validation metric is marked ``best_on_valid``.
+mean validation score over seeds is chosen — the batched early-stopping metric, except for beat tracking,
+where configs are chosen on the validation beat F-measure after the DBN (one decode per probe) — and its seeds
+are evaluated on valid and test with the field's libraries; test metrics are reported as mean ± 95% CI over
+seeds. The layer option with the best library validation metric is marked ``best_on_valid``. When
+``source.reference`` names a published model + protocol, each row also carries the paper's number.
 """
 import hashlib
 import json
@@ -25,8 +29,9 @@ from .config import resolve_config
 from .errors import ProbeConfigError
 from .features import build_source, load_features
 from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers
+from .published import attach_published, check_reference
 from .report import library_versions, mean_ci, write_report
-from .tasks import load_task
+from .tasks import load_task, task_type_of
 from .tasks.task import SPLITS
 from .trainer import EVAL_SPLITS, train_batched, train_sequential
 
@@ -83,6 +88,10 @@ def summarize(data, result) -> tuple:
         (selected rows, per-probe rows): lists of dicts (see the module docstring).
     """
     configs = result.configs
+    valid_score = result.best_valid
+    if data.type.select_on_library:  # beat: valid F-measure after the DBN, not frame AP
+        valid_score = np.array([data.type.evaluate({"valid": result.logits["valid"][p]}, data)["valid"]["primary"]
+                                for p in range(len(configs))])
     families = defaultdict(list)  # config without seed -> probe indices
     for p, config in enumerate(configs):
         families[config.without_seed()].append(p)
@@ -91,7 +100,7 @@ def summarize(data, result) -> tuple:
         by_layer[configs[members[0]].layer].append(members)
     selected = []
     for layer in sorted(by_layer, key=lambda v: (v < 0, v)):
-        members = max(by_layer[layer], key=lambda m: np.nanmean(result.best_valid[m]))
+        members = max(by_layer[layer], key=lambda m: np.nanmean(valid_score[m]))
         selected.append(_selected_row(data, result, members))
     best = max(selected, key=lambda r: -np.inf if np.isnan(r["valid_mean"]) else r["valid_mean"])
     for row in selected:
@@ -99,6 +108,7 @@ def summarize(data, result) -> tuple:
     fast_test = _batched_test_metric(data, result)
     probes = [{"task": data.task.name, "layer": _layer_name(data, c.layer), **c.as_dict(),
                "valid_primary_batched": float(result.best_valid[p]), "test_primary_batched": float(fast_test[p]),
+               "valid_primary_selection": float(valid_score[p]),
                "steps": int(result.steps[p]), "best_step": int(result.best_step[p])}
               for p, c in enumerate(configs)]
     return selected, probes
@@ -112,10 +122,13 @@ def run_task(entry: dict, cfg: dict, source, device, settings: TrainSettings, pr
     if not isinstance(entry, dict) or "name" not in entry:
         raise ProbeConfigError(f"probe config: task entry {entry!r} needs a `name` (e.g. {{name: gtzan_genre, "
                                "root: /data/GTZAN}).")
-    task = load_task(**dict(entry))
+    rules = protocol.rules_for(entry["name"], task_type_of(entry))
+    task = load_task(**{**rules, **dict(entry)})
     if task.name in done:
         raise ProbeConfigError(f"probe config: two tasks are named {task.name!r}; give one a `task_name` option.")
     cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
+    if hasattr(source, "bind_items"):  # Jukebox: JukeMIR names feature files by its per-dataset uid
+        source.bind_items(task.items)
     features = load_features(source, [item.path for item in task.items], task.pooling, task.window_seconds,
                              task.hop_seconds, cache_dir)
     data = assemble(task, features, device)
@@ -131,7 +144,11 @@ def run_task(entry: dict, cfg: dict, source, device, settings: TrainSettings, pr
             "items": {s: len(task.split_items(s)) for s in SPLITS},
             "rows": {s: data.splits[s].num_items for s in SPLITS},
             "feature_cache": "hit" if features.from_cache else "miss", "num_probes": len(configs),
-            "train_seconds": result.seconds, "pooling": task.pooling, "window_seconds": task.window_seconds}
+            "train_seconds": result.seconds, "pooling": task.pooling, "window_seconds": task.window_seconds,
+            "aggregate": task.aggregate, "rules": rules}
+    if task.type == "beat":
+        info.update(beat_tolerance=task.beat_tolerance, beat_average=task.beat_average,
+                    beat_neighbour_weight=task.beat_neighbour_weight)
     return selected, probes, info
 
 
@@ -146,8 +163,11 @@ def run_probe(cfg) -> dict:
     device = resolve_device(cfg["device"])
     protocol = get_protocol(cfg["protocol"]["name"])
     settings = train_settings(protocol.settings, cfg["protocol"]["train"])
-    source = build_source(**cfg["source"], device=cfg["device"])
+    source_cfg = dict(cfg["source"])
+    reference = check_reference(source_cfg.pop("reference"))
+    source = build_source(**source_cfg, device=cfg["device"])
     summary = {"name": cfg["name"], "config": cfg, "protocol": protocol.name, "settings": asdict(settings),
+               "reference": reference,
                "config_hash": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest(),
                "versions": library_versions(), "device": str(device), "source": source.identity(),
                "selected": [], "probes": [], "tasks": {}}
@@ -156,18 +176,40 @@ def run_probe(cfg) -> dict:
         summary["selected"] += selected
         summary["probes"] += probes
         summary["tasks"][selected[0]["task"]] = info
+    attach_published(summary["selected"], reference)
     summary["outputs"] = {k: str(v) for k, v in write_report(Path(cfg["out_dir"]), summary).items()}
     _log_wandb(cfg, summary)
     return summary
 
 
+def pretraining_run(source: dict) -> dict:
+    """Where a checkpoint source's training curves are: fairseq's wandb run is named after ``$WANDB_NAME`` or the
+    basename of ``checkpoint.save_dir``, in ``common.wandb_project`` (its random init too: the baseline beside it).
+    Empty for any other source."""
+    if source.get("kind") != "checkpoint" or not source.get("path"):
+        return {}
+    state = torch.load(source["path"], map_location="cpu", weights_only=True, mmap=True)  # cfg only: no copy
+    cfg = state["cfg"]
+    return {"project": cfg["common"].get("wandb_project"), "run": Path(cfg["checkpoint"]["save_dir"]).name,
+            "num_updates": state["optimizer_history"][-1]["num_updates"], "checkpoint": str(source["path"])}
+
+
 def _log_wandb(cfg: dict, summary: dict) -> None:
-    """Log the results table and one summary value per (task, layer) to wandb when ``wandb.project`` is set."""
+    """Log the results table and one summary value per (task, layer) to wandb when ``wandb.project`` is set.
+
+    A checkpoint's probes join its pretraining run: wandb group = that run's name, run name
+    ``<run>/probe-<name>``, job_type ``probe``, and the pretraining identity under ``config.pretraining``.
+    """
     if not cfg["wandb"]["project"]:
         return
     import wandb
 
-    run = wandb.init(project=cfg["wandb"]["project"], name=cfg["wandb"]["name"] or cfg["name"], config=cfg,
+    pretraining = pretraining_run(cfg["source"])
+    if pretraining.get("project") not in (None, cfg["wandb"]["project"]):
+        logger.info("wandb: the checkpoint's training curves are in project %s", pretraining["project"])
+    default_name = f"{pretraining['run']}/probe-{cfg['name']}" if pretraining else cfg["name"]
+    run = wandb.init(project=cfg["wandb"]["project"], name=cfg["wandb"]["name"] or default_name,
+                     group=pretraining.get("run"), job_type="probe", config={**cfg, "pretraining": pretraining},
                      dir=str(Path(cfg["out_dir"]).resolve()))
     columns = ["task", "layer", "metric", "test_mean", "test_ci95", "valid_mean", "seeds", "config"]
     run.log({"results": wandb.Table(columns=columns, data=[[r[c] for c in columns] for r in summary["selected"]])})

@@ -8,11 +8,15 @@ multilabel  (N, K) {0, 1}        binary cross-entropy   macro ROC-AUC (sklearn);
 regression  (N, K) z-scored      mean squared error     mean R² over outputs (sklearn); R² per output
 key         (N,) of 24 keys      cross-entropy          song-level MIREX score (mir_eval), ensemble
                                                         strategy chosen on valid
-beat        (frames, 1) {0, 1}   binary cross-entropy   beat F-measure (mir_eval, ±70 ms) after
-                                                        madmom's DBN on frame activations
+beat        (frames, 1) {0, 1}   binary cross-entropy   beat F-measure (mir_eval, ±70 ms by default,
+                                                        pooled over files by default) after madmom's
+                                                        DBN on frame activations
 ==========  ===================  =====================  ============================================
 
-Every type's ``loss`` works on a leading probe dimension: logits (P, B, K) -> (P, B).
+Every type's ``loss`` works on a leading probe dimension: logits (P, B, K) -> (P, B). Window → song: when a
+split's ``aggregate`` is set (``TaskData.aggregate == "mean"``), multiclass / multilabel / regression outputs
+(logits, or values) of a file's windows are averaged and the file is scored (:meth:`TaskType.songs`), in the
+early-stopping metric and in the reported one alike.
 """
 import logging
 import re
@@ -32,6 +36,7 @@ class TaskType:
     name = ""
     primary = ""
     higher_is_better = True
+    select_on_library = False  # True: configs are chosen on the library metric on valid, not the batched one
 
     def num_outputs(self, task) -> int:
         return len(task.classes)
@@ -51,6 +56,20 @@ class TaskType:
         """logits: (P, N, K); split: a ``data.SplitArrays`` (y on the logits' device) -> (P,) early-stopping
         metric (higher is better)."""
         raise NotImplementedError
+
+    @staticmethod
+    def songs(logits: torch.Tensor, split) -> tuple:
+        """(P, N, K) outputs -> ((P, G, K) per-file means, (G, ...) targets) when ``split.aggregate``; else
+        (logits, split.y) unchanged."""
+        if not split.aggregate:
+            return logits, split.y
+        return metrics.group_mean(logits, split.groups, split.num_groups), split.group_targets()
+
+    def songs_numpy(self, logits: np.ndarray, data, split: str) -> tuple:
+        """(N, K) numpy outputs of ``split`` -> (outputs, targets) per file when aggregated, else per item."""
+        arrays = data.splits[split]
+        pooled, y = self.songs(torch.as_tensor(logits, device=arrays.y.device).unsqueeze(0), arrays)
+        return pooled[0].cpu().numpy(), y.cpu().numpy()
 
     def evaluate(self, logits: dict, data) -> dict:
         """logits: split -> (N, K) numpy; data: ``data.ProbeData``.
@@ -75,12 +94,13 @@ class MulticlassType(TaskType):
         return F.cross_entropy(logits.reshape(P * B, K), y.reshape(P * B), reduction="none").view(P, B)
 
     def batched_primary(self, logits, split):
-        return metrics.batched_accuracy(logits, split.y)
+        return metrics.batched_accuracy(*self.songs(logits, split))
 
     def evaluate(self, logits, data):
         out = {}
         for s in logits:
-            acc = metrics.accuracy(data.targets(s), logits[s])
+            outputs, y = self.songs_numpy(logits[s], data, s)
+            acc = metrics.accuracy(y, outputs)
             out[s] = {"accuracy": acc, "primary": acc}
         return out
 
@@ -102,13 +122,15 @@ class MultilabelType(TaskType):
         return F.binary_cross_entropy_with_logits(logits, y, reduction="none").mean(-1)
 
     def batched_primary(self, logits, split):
-        return metrics.batched_macro_roc_auc(logits, split.y)
+        logits, y = self.songs(logits, split)
+        return metrics.batched_macro_roc_auc(logits, y)
 
     def evaluate(self, logits, data):
         out = {}
         for s in logits:
-            auc, skipped = metrics.macro_roc_auc(data.targets(s), logits[s])
-            ap, _ = metrics.macro_average_precision(data.targets(s), logits[s])
+            outputs, y = self.songs_numpy(logits[s], data, s)
+            auc, skipped = metrics.macro_roc_auc(y, outputs)
+            ap, _ = metrics.macro_average_precision(y, outputs)
             out[s] = {"roc_auc": auc, "ap": ap, "classes_skipped": skipped, "primary": auc}
         return out
 
@@ -137,12 +159,13 @@ class RegressionType(TaskType):
         return ((logits - y) ** 2).mean(-1)
 
     def batched_primary(self, logits, split):
-        return metrics.batched_r2(logits, split.y).mean(-1)
+        return metrics.batched_r2(*self.songs(logits, split)).mean(-1)
 
     def evaluate(self, logits, data):
         out = {}
         for s in logits:
-            per = metrics.r2_per_output(data.targets(s), logits[s])
+            outputs, y = self.songs_numpy(logits[s], data, s)
+            per = metrics.r2_per_output(y, outputs)
             row = {"r2": float(per.mean()), "primary": float(per.mean())}
             for name, value in zip(data.task.output_names, per):
                 row[f"r2_{name}"] = float(value)
@@ -211,11 +234,14 @@ class KeyType(MulticlassType):
 class BeatType(MultilabelType):
     """Frame-level beat activation (one sigmoid output per frame).
 
-    Targets are 1 on the frame nearest each beat and 0.5 on its neighbours (``beat.beat_targets``). Early
-    stopping and config selection use the average precision of beat frames on valid (a DBN per probe per
-    evaluation would cost minutes); the selected probes are reported with the beat F-measure after madmom's DBN.
+    Targets are 1 on the frame nearest each beat and ``task.beat_neighbour_weight`` on its neighbours
+    (``beat.beat_targets``). Early stopping uses the average precision of beat frames on valid (a DBN per
+    probe per validation would cost minutes); configs are selected on the validation beat F-measure after
+    madmom's DBN (``select_on_library``), and reported with it: ``mir_eval`` with ±``task.beat_tolerance`` s,
+    averaged as ``task.beat_average`` says (pooled over files by default, as MARBLE's code).
     """
     name, primary = "beat", "f_measure"
+    select_on_library = True
 
     def num_outputs(self, task):
         return 1
@@ -227,12 +253,14 @@ class BeatType(MultilabelType):
         from .beat import decode_beats
 
         out = {}
+        task = data.task
         for s in logits:
-            scores = []
+            pairs = []
             for start, stop, reference in data.splits[s].files:
                 activation = 1 / (1 + np.exp(-logits[s][start:stop, 0].astype(np.float64)))
-                scores.append(metrics.beat_f_measure(reference, decode_beats(activation, data.frame_rate)))
-            out[s] = {"f_measure": float(np.mean(scores)), "primary": float(np.mean(scores))}
+                pairs.append((reference, decode_beats(activation, data.frame_rate)))
+            score = metrics.beat_f_measure_files(pairs, task.beat_tolerance, task.beat_average)
+            out[s] = {"f_measure": score, "primary": score}
         return out
 
 

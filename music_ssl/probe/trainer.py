@@ -4,7 +4,9 @@
 Both follow the same schedule: validate at step 0 and every ``eval_every`` steps, keep each probe's best
 validation point (strictly higher primary metric), stop a probe after ``patience`` validations without
 improvement or once it has done its step budget (``max_epochs`` of its own batch size, rounded up to the next
-validation). The batched run stacks probes sharing (hidden width, weighted sum or not, batch size,
+validation), and — when ``lr_factor`` is set — multiply a probe's learning rate by ``lr_factor`` after more than
+``lr_patience`` validations without improvement (torch's ``ReduceLROnPlateau(mode="max", threshold=0)``, which
+the sequential reference uses). The batched run stacks probes sharing (hidden width, weighted sum or not, batch size,
 standardisation) so no probe pays for another's larger batch; finished probes leave their stack, so late
 steps only pay for probes still training.
 """
@@ -54,6 +56,11 @@ def schedule(settings: TrainSettings, num_items: int, batch_sizes) -> tuple:
     if settings.patience is None and settings.max_epochs is None and settings.max_steps is None:
         raise ProbeConfigError("protocol.train: set at least one of patience, max_epochs, max_steps "
                                "(otherwise training never stops).")
+    if (settings.lr_factor is None) != (settings.lr_patience is None) or (
+            settings.lr_factor is not None and not 0 < settings.lr_factor < 1):
+        raise ProbeConfigError(f"protocol.train: lr_factor ({settings.lr_factor}) and lr_patience "
+                               f"({settings.lr_patience}) go together (reduce on plateau), lr_factor in (0, 1); "
+                               "set both or neither.")
     eval_every = settings.eval_every
     if settings.eval_every_epochs:
         eval_every = max(1, round(settings.eval_every_epochs * num_items / min(min(batch_sizes), num_items)))
@@ -76,7 +83,7 @@ def stack_key(config) -> tuple:
 class _Stack:
     """The live probes of one stack, their optimiser and their best parameters so far."""
 
-    def __init__(self, rows: list, configs: list, data, max_steps: list):
+    def __init__(self, rows: list, configs: list, data, max_steps: list, settings: TrainSettings):
         device = data.splits["train"].x.device
         pick = [configs[i] for i in rows]
         self.all_rows = np.asarray(rows)  # global probe indices of the whole stack
@@ -92,6 +99,8 @@ class _Stack:
         self.max_steps = torch.tensor([2 ** 62 if max_steps[i] is None else max_steps[i] for i in rows],
                                       device=device)
         self.bad = torch.zeros(len(rows), dtype=torch.int64, device=device)
+        self.plateau = torch.zeros(len(rows), dtype=torch.int64, device=device)  # bad validations since last LR cut
+        self.lr_factor, self.lr_patience = settings.lr_factor, settings.lr_patience
 
     def __len__(self) -> int:
         return self.rows.shape[0]
@@ -100,7 +109,7 @@ class _Stack:
         """Drop the probes where ``keep`` (bool (live,)) is False."""
         self.model = self.model.subset(keep)
         self.opt.subset(keep, self.model.parameters())
-        for name in ("rows", "origin", "max_steps", "bad"):
+        for name in ("rows", "origin", "max_steps", "bad", "plateau"):
             setattr(self, name, getattr(self, name)[keep])
 
     def train_step(self, data, step: int) -> None:
@@ -119,6 +128,11 @@ class _Stack:
         best_valid[rows] = torch.where(improved, scores.float(), best_valid[rows])
         best_step[rows] = torch.where(improved, torch.full_like(best_step[rows], step), best_step[rows])
         self.bad = torch.where(improved, torch.zeros_like(self.bad), self.bad + 1)
+        if self.lr_factor is not None:
+            self.plateau = torch.where(improved, torch.zeros_like(self.plateau), self.plateau + 1)
+            cut = self.plateau > self.lr_patience
+            self.opt.lr = torch.where(cut, self.opt.lr * self.lr_factor, self.opt.lr)
+            self.plateau = torch.where(cut, torch.zeros_like(self.plateau), self.plateau)
         for name, param in self.model.named_parameters():
             self.best[name][self.origin[improved]] = param.detach()[improved]
 
@@ -147,7 +161,8 @@ def train_batched(configs: list, data, settings: TrainSettings, progress: bool =
     eval_every, max_steps = schedule(settings, data.epoch_items, [c.batch_size for c in configs])
     stacks = []
     for key in sorted({stack_key(c) for c in configs}):
-        stacks.append(_Stack([i for i, c in enumerate(configs) if stack_key(c) == key], configs, data, max_steps))
+        stacks.append(_Stack([i for i, c in enumerate(configs) if stack_key(c) == key], configs, data, max_steps,
+                             settings))
     everyone, P = list(stacks), len(configs)
     best_valid = torch.full((P,), -math.inf, device=device)
     best_step, steps = (torch.zeros(P, dtype=torch.int64, device=device) for _ in range(2))
@@ -201,7 +216,7 @@ def train_sequential(configs: list, data, settings: TrainSettings, progress: boo
               for split in EVAL_SPLITS}
     best_valid, best_step, steps = np.full(P, -np.inf), np.zeros(P, np.int64), np.zeros(P, np.int64)
     for p, config in enumerate(tqdm(configs, desc="sequential probes", disable=None if progress else True)):
-        best_valid[p], best_step[p], steps[p], per_split = _train_one(config, data, settings.patience, eval_every,
+        best_valid[p], best_step[p], steps[p], per_split = _train_one(config, data, settings, eval_every,
                                                                       max_steps[p])
         for split in EVAL_SPLITS:
             logits[split][p] = per_split[split]
@@ -213,12 +228,15 @@ def _rows(config, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x[:, index] if config.layer == WEIGHTED_SUM else x[config.layer, index]
 
 
-def _train_one(config, data, patience, eval_every: int, max_steps) -> tuple:
+def _train_one(config, data, settings: TrainSettings, eval_every: int, max_steps) -> tuple:
     """Train one probe; returns (best valid metric, its step, steps trained, split -> (N, K) numpy logits)."""
     train, valid = data.splits["train"], data.splits["valid"]
     x = {s: data.inputs(s, config.standardize) for s in data.splits}
     model = SingleProbe(config, data.num_states, data.dim, data.num_outputs, train.x.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.l2)
+    plateau = None if settings.lr_factor is None else torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=settings.lr_factor, patience=settings.lr_patience, threshold=0.0)
+    patience = settings.patience
     batch = min(config.batch_size, train.num_items)
 
     @torch.no_grad()
@@ -235,6 +253,8 @@ def _train_one(config, data, patience, eval_every: int, max_steps) -> tuple:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 bad += 1
+            if plateau is not None:
+                plateau.step(score)
             if (max_steps is not None and step >= max_steps) or (patience is not None and bad >= patience):
                 break
         index = rnd.sample_batches(rnd.stream_keys(model.key, step, rnd.BATCH), train.num_items, batch)[0]

@@ -7,7 +7,7 @@ kind         source
 ===========  ==============================================================================
 checkpoint   fairseq checkpoint (music2vec, MusicHuBERT, hubert, wav2vec2, data2vec_audio)
 hf           local transformers wav2vec2-family model folder
-jukebox      folder of JukeMIR-layout Jukebox .npy features (4800-d per clip)
+jukebox      folder of JukeMIR-layout Jukebox .npy features (4800-d per clip, named by JukeMIR's uid)
 chroma       JukeMIR CHROMA baseline (72-d), librosa
 mfcc         JukeMIR MFCC baseline (120-d), librosa
 ===========  ==============================================================================
@@ -24,18 +24,20 @@ SOURCE_KINDS = ("checkpoint", "hf", "jukebox", "chroma", "mfcc")
 
 def build_source(kind: str, path=None, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
                  device: str = "auto", dim: int = 4800, random_init: bool = False, seed: int = 0,
-                 sample_rate: int = 22050) -> FeatureSource:
+                 sample_rate: int = 22050, cnn: bool = False, naming: str = "jukemir") -> FeatureSource:
     """Build a feature source from the ``source:`` block of a probe config (see ``probe.config.SourceConfig``)."""
+    if cnn and kind != "checkpoint":
+        raise ProbeConfigError(f"source.cnn=true needs source.kind=checkpoint, not {kind!r}.")
     if kind in ("checkpoint", "hf"):
         if path is None:
             raise ProbeConfigError(f"source.kind={kind} needs source.path (the checkpoint / model folder).")
-        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, random_init, seed)
+        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, random_init, seed, cnn)
     if random_init:
         raise ProbeConfigError(f"source.random_init=true needs source.kind=checkpoint, not {kind!r}.")
     if kind == "jukebox":
         if path is None:
             raise ProbeConfigError("source.kind=jukebox needs source.path (the folder of .npy features).")
-        return JukeboxSource(path, dim)
+        return JukeboxSource(path, dim, naming)
     if kind in ("chroma", "mfcc"):
         return HandcraftedSource(kind, sample_rate)
     raise ProbeConfigError(f"unknown source.kind {kind!r}; choose one of {list(SOURCE_KINDS)}.")

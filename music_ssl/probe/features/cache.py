@@ -84,6 +84,7 @@ def load_features(source, paths: list, pooling: str, window=None, hop=None, cach
             if len(features.arrays) == len(paths):
                 logger.info("feature cache hit: %s", entry)
                 return features
+    logger.info("extracting %s features of %d files%s", source.kind, len(paths), f" for {entry}" if entry else "")
     arrays, names, rate = source.extract(list(paths), pooling, window, hop)
     shapes = {a.shape[1:] for a in arrays}
     if len(shapes) != 1:

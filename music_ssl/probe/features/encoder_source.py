@@ -39,10 +39,12 @@ class EncoderSource(FeatureSource):
         chunk_seconds: files longer than this are encoded in chunks (``encode_long``).
         device: "auto" (CUDA when present), "cpu", "cuda:0", ...
         random_init: checkpoint only: the checkpoint's architecture with fresh weights drawn with ``seed``.
+        cnn: checkpoint only: the one feature is the raw conv feature extractor output (named "cnn") instead of
+            the L + 1 hidden states (named "input" — the Transformer input — then "layer1".."layerL").
     """
 
     def __init__(self, kind: str, path, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
-                 device: Optional[str] = "auto", random_init: bool = False, seed: int = 0):
+                 device: Optional[str] = "auto", random_init: bool = False, seed: int = 0, cnn: bool = False):
         if kind not in ("checkpoint", "hf"):
             raise ProbeConfigError(f"source.kind {kind!r}: an encoder source is 'checkpoint' or 'hf'.")
         if random_init and kind != "checkpoint":
@@ -51,6 +53,7 @@ class EncoderSource(FeatureSource):
         self.kind, self.path = kind, Path(path)
         self.layers, self.batch_size, self.chunk_seconds = layers, int(batch_size), float(chunk_seconds)
         self.device, self.random_init, self.seed = resolve_device(device), bool(random_init), int(seed)
+        self.cnn = bool(cnn)
         self._encoder, self._identity, self.names = None, None, None
         self.memo = FrameMemo()
         if not self.path.exists():
@@ -67,7 +70,8 @@ class EncoderSource(FeatureSource):
                 content = folder_sha256(self.path)
             self._identity = {"kind": self.kind, "sha256": content,
                               "layers": self.layers, "chunk_seconds": self.chunk_seconds,
-                              "random_init": self.random_init, "seed": self.seed if self.random_init else None}
+                              "random_init": self.random_init, "seed": self.seed if self.random_init else None,
+                              **({"cnn": True} if self.cnn else {})}
         return self._identity
 
     @property
@@ -80,7 +84,8 @@ class EncoderSource(FeatureSource):
             try:
                 if self.kind == "checkpoint":
                     self._encoder = FrozenEncoder.from_checkpoint(self.path, device=self.device,
-                                                                  random_init=self.random_init, seed=self.seed)
+                                                                  random_init=self.random_init, seed=self.seed,
+                                                                  cnn=self.cnn)
                 else:
                     self._encoder = HFEncoder.from_pretrained(self.path, device=self.device)
             except (CheckpointError, HFModelError, FileNotFoundError) as err:
@@ -111,7 +116,7 @@ class EncoderSource(FeatureSource):
                 for batch in self._batches([paths[i] for i in missing]):
                     for index, states in self._encode([missing[i] for i in batch], paths, enc):
                         keep = self._select(states)
-                        self.names = [("cnn" if i == 0 else f"layer{i}") for i in keep]
+                        self.names = ["cnn"] if self.cnn else [("input" if i == 0 else f"layer{i}") for i in keep]
                         stacked = np.stack([states[i] for i in keep])  # (S, T, C)
                         self.memo.put(paths[index], stacked)
                         out[index] = self._pool(stacked, pooling, window, hop)

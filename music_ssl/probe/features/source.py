@@ -1,7 +1,8 @@
 """The feature-source interface and the pooling every source shares.
 
-A source turns audio files into arrays with a hidden-state axis S (S = L + 1 for an encoder: CNN features,
-then each Transformer layer; S = 1 for Jukebox and the hand-crafted baselines):
+A source turns audio files into arrays with a hidden-state axis S (S = L + 1 for an encoder: the Transformer
+input, then each Transformer layer's output; S = 1 for the raw CNN output, Jukebox and the hand-crafted
+baselines):
 
 * ``pooling="clip"`` / ``"window"``: (W, S, C) float32 — one mean-pooled vector per window (W = 1 when the
   window is None, i.e. the whole clip);

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ProbeConfigError
 from . import csv_task, emomusic, giantsteps, gtzan, gtzan_rhythm, mtg_jamendo, mtt, nsynth, vocalset
-from .task import Item, TaskData, TaskSpec
+from .task import RULE_KEYS, Item, TaskData, TaskSpec
 
 TASKS = {
     "mtt_top50": TaskSpec("multilabel", mtt.load_mtt, mtt.LAYOUT),
@@ -47,17 +47,20 @@ def _check_options(name: str, loader, options: dict) -> None:
     known = [p for p in inspect.signature(loader).parameters if p != "root"]
     unknown = sorted(set(options) - set(known))
     if unknown:
-        known += ["pooling", "window_seconds", "hop_seconds"] + ([] if name == "csv" else ["root"])
+        known += list(RULE_KEYS) + ([] if name == "csv" else ["root"])
         raise ProbeConfigError(f"task {name}: unknown option(s) {unknown}; known: {sorted(known)}.")
 
 
-def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_seconds=None, **options) -> TaskData:
-    """Load a registry task and apply pooling overrides; the result is validated (three non-empty splits).
+def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_seconds=None, aggregate=None,
+              beat_tolerance=None, beat_average=None, beat_neighbour_weight=None, **options) -> TaskData:
+    """Load a registry task and apply pooling / scoring overrides; the result is validated (three non-empty
+    splits).
 
     Args:
         name: registry name. root: the dataset folder (registry tasks). options: loader options (``csv``:
             ``path``, ``type``, optional ``task_name``, ``classes``, ``output_names``).
-        pooling / window_seconds / hop_seconds: override the task's defaults.
+        pooling / window_seconds / hop_seconds / aggregate / beat_tolerance / beat_average /
+            beat_neighbour_weight: override the task's defaults (see ``TaskData``).
     """
     spec = get_task(name)
     _check_options(name, spec.loader, options)
@@ -77,8 +80,20 @@ def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_secon
         task.window_seconds = float(window_seconds)
     if hop_seconds is not None:
         task.hop_seconds = float(hop_seconds)
+    if aggregate is not None:
+        task.aggregate = None if aggregate in ("none", "None") else aggregate
+    for key, value in (("beat_tolerance", beat_tolerance), ("beat_neighbour_weight", beat_neighbour_weight)):
+        if value is not None:
+            setattr(task, key, float(value))
+    if beat_average is not None:
+        task.beat_average = beat_average
     task.validate()
     return task
 
 
-__all__ = ["TASKS", "get_task", "load_task", "Item", "TaskData", "TaskSpec"]
+def task_type_of(entry: dict) -> str:
+    """The task type a config entry will load (``csv``: its ``type`` option), before loading it."""
+    return entry.get("type", "multiclass") if entry["name"] == "csv" else get_task(entry["name"]).type
+
+
+__all__ = ["TASKS", "get_task", "load_task", "task_type_of", "Item", "TaskData", "TaskSpec", "RULE_KEYS"]

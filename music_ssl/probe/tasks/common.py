@@ -48,6 +48,17 @@ def log_skips(task: str, skipped: dict) -> None:
         logger.warning("task %s: skipped %d items (%s)", task, n, reason)
 
 
+def checked_key(text: str, where: str) -> str:
+    """``text`` if it is a key ('F# minor', 'Gb:min'), else one ``ProbeDataError`` naming ``where`` (file:row)."""
+    from ..task_types import normalize_key
+
+    try:
+        normalize_key(text)
+    except ProbeDataError as err:
+        raise ProbeDataError(f"{where}: {err} Fix the key label in this file.") from None
+    return text
+
+
 def parse_float(text: str, where: str) -> float:
     try:
         return float(text)

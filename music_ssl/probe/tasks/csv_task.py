@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..beat import read_beats
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
-from .common import check_audio_exists, parse_float, ratio_split
+from .common import check_audio_exists, checked_key, parse_float, ratio_split
 from .task import Item, TaskData
 
 logger = logging.getLogger(__name__)
@@ -29,6 +29,8 @@ def _label(raw: str, task_type: str, folder: Path, where: str):
     if task_type == "beat":
         path = Path(raw) if Path(raw).is_absolute() else folder / raw
         return read_beats(path)
+    if task_type == "key":
+        return checked_key(raw, where)
     return raw
 
 

@@ -37,6 +37,6 @@ def load_emomusic(root) -> TaskData:
         else:
             split = ratio_split(_artist_key(row.get("Artist", "")), {"train": 8, "valid": 2})
         targets = [float(static[song]["mean_arousal"]), float(static[song]["mean_valence"])]
-        items.append(Item(root / "clips_45seconds" / f"{song}.mp3", targets, split))
+        items.append(Item(root / "clips_45seconds" / f"{song}.mp3", targets, split, song.zfill(4)))  # JukeMIR uid
     check_audio_exists(items, "emomusic", LAYOUT)
     return TaskData("emomusic", "regression", items, output_names=["arousal", "valence"])

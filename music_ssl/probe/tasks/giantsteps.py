@@ -11,7 +11,7 @@ valid artist are valid (two hops).
 import csv
 from pathlib import Path
 
-from .common import check_audio_exists, count_skip, log_skips, require, stable_hash
+from .common import check_audio_exists, checked_key, count_skip, log_skips, require, stable_hash
 from .task import Item, TaskData
 
 LAYOUT = ("<root>/giantsteps-mtg-key-dataset/{annotations/annotations.txt, annotations/beatport_metadata.txt, "
@@ -20,9 +20,11 @@ LAYOUT = ("<root>/giantsteps-mtg-key-dataset/{annotations/annotations.txt, annot
 
 
 def _tsv(path: Path) -> dict:
+    """ID -> row (stripped), with ``_where`` = ``<file>:<line>`` for error messages."""
     with open(require(path, "GiantSteps annotation table", LAYOUT), newline="") as f:
-        return {row["ID"].strip(): {k.strip(): (v or "").strip() for k, v in row.items() if k}
-                for row in csv.DictReader(f, delimiter="\t")}
+        return {row["ID"].strip(): {**{k.strip(): (v or "").strip() for k, v in row.items() if k},
+                                    "_where": f"{path}:{line}"}
+                for line, row in enumerate(csv.DictReader(f, delimiter="\t"), 2)}
 
 
 def _artists(text: str) -> list:
@@ -55,14 +57,24 @@ def _mtg_items(folder: Path, skipped: dict) -> list:
             continue
         splits = {by_artist[a] for a in _artists(metadata.get(track, {}).get("ARTIST", ""))} or {"train"}
         split = "valid" if "valid" in splits else "train"
-        items.append(Item(folder / "audio" / f"{track}.LOFI.mp3", row["MANUAL KEY"], split))
+        key = checked_key(row["MANUAL KEY"], row["_where"])
+        items.append(Item(folder / "audio" / f"{track}.LOFI.mp3", key, split, jukemir_uid(track)))
     return items
 
 
 def _test_items(folder: Path) -> list:
     key_dir = require(folder / "annotations" / "key", "GiantSteps Key annotation folder", LAYOUT)
-    return [Item(folder / "audio" / f"{path.name[:-len('.LOFI.key')]}.LOFI.mp3", path.read_text().strip(), "test")
-            for path in sorted(key_dir.glob("*.LOFI.key"))]
+    items = []
+    for path in sorted(key_dir.glob("*.LOFI.key")):
+        track = path.name[:-len(".LOFI.key")]
+        key = checked_key(path.read_text().strip(), f"{path}:1")
+        items.append(Item(folder / "audio" / f"{track}.LOFI.mp3", key, "test", jukemir_uid(track)))
+    return items
+
+
+def jukemir_uid(track: str) -> str:
+    """JukeMIR's uid of a Giantsteps track: its numeric ID zero-padded to 7 digits (windows add -<index>)."""
+    return track.zfill(7) if track.isdigit() else track
 
 
 def load_giantsteps(root, mtg_dir=None, test_dir=None) -> TaskData:

@@ -35,7 +35,8 @@ def load_mtt(root, top: int = 50, audio_dir=None) -> TaskData:
         if split is None:
             count_skip(skipped, "mp3_path outside folders 0-f")
             continue
-        items.append(Item(path, [t for t in top_tags if row[t].strip() == "1"], split))
+        uid = str(int(row["clip_id"])).zfill(5) if row.get("clip_id", "").strip().isdigit() else None  # JukeMIR
+        items.append(Item(path, [t for t in top_tags if row[t].strip() == "1"], split, uid))
     check_audio_exists(items, "mtt_top50", LAYOUT)
     log_skips("mtt_top50", skipped)
     return TaskData("mtt_top50", "multilabel", items, classes=top_tags, skipped=skipped)

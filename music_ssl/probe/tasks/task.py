@@ -8,6 +8,10 @@ from ..errors import ProbeDataError
 
 SPLITS = ("train", "valid", "test")
 POOLINGS = ("clip", "window", "frames")
+AGGREGATES = (None, "mean")
+BEAT_AVERAGES = ("pooled", "per_file")
+RULE_KEYS = ("pooling", "window_seconds", "hop_seconds", "aggregate", "beat_tolerance", "beat_average",
+             "beat_neighbour_weight")  # task settings a protocol's rules or a config's task entry may set
 
 
 @dataclass
@@ -19,10 +23,12 @@ class Item:
         label: multiclass: str; multilabel: list[str]; regression: list[float]; key: str like "F# minor";
             beat: list/array of beat times in seconds.
         split: "train", "valid" or "test".
+        uid: the item's id in JukeMIR's released metadata (names its precomputed feature file), or None.
     """
     path: Path
     label: Any
     split: str
+    uid: Optional[str] = None
 
 
 @dataclass
@@ -38,6 +44,16 @@ class TaskData:
         pooling: "clip" (mean of window means -> one vector per item), "window" (each window is an item,
             grouped by file), "frames" (frame-level features, beat tracking).
         window_seconds / hop_seconds: pooling window (None = the whole clip is one window).
+        aggregate: window pooling only: None = every window is scored on its own (VocalSet's 3-s segments);
+            "mean" = on valid/test the windows' outputs (logits / regression values) are averaged per file and
+            the file is scored (Emomusic's 5-s windows in Ma et al. 2023 §3.2, MuLaP's 3-s segments §3.3,
+            MARBLE's scatter_mean). Training always uses the windows as items.
+        beat_tolerance: beat F-measure window in seconds (mir_eval's ``f_measure_threshold``; default 0.07,
+            which MARBLE's code and mir_eval use and which produced the published numbers; Ma et al. §3.2 state
+            20 ms). beat_average: "pooled" = matches, estimates and references summed over files, then one F
+            (MARBLE's GTZANBT_metric.py); "per_file" = the mean of each file's F.
+        beat_neighbour_weight: frame target on the frames either side of a beat (1.0 = "adjacent frames
+            labelled as beat", Ma et al. §3.2; 0.5 = a softer smoothing).
         skipped: reason -> count of items the loader left out (reported, never silent).
     """
     name: str
@@ -48,6 +64,10 @@ class TaskData:
     pooling: str = "clip"
     window_seconds: Optional[float] = None
     hop_seconds: Optional[float] = None
+    aggregate: Optional[str] = None
+    beat_tolerance: float = 0.07
+    beat_average: str = "pooled"
+    beat_neighbour_weight: float = 0.5
     skipped: dict = field(default_factory=dict)
 
     def split_items(self, split: str) -> list:
@@ -64,6 +84,13 @@ class TaskData:
                                      "train, valid and test items.")
         if self.pooling not in POOLINGS:
             raise ProbeDataError(f"task {self.name}: pooling {self.pooling!r} is not one of {POOLINGS}.")
+        if self.aggregate not in AGGREGATES:
+            raise ProbeDataError(f"task {self.name}: aggregate {self.aggregate!r} is not one of {AGGREGATES}.")
+        if self.beat_average not in BEAT_AVERAGES:
+            raise ProbeDataError(f"task {self.name}: beat_average {self.beat_average!r} is not one of "
+                                 f"{BEAT_AVERAGES}.")
+        if not self.beat_tolerance > 0:
+            raise ProbeDataError(f"task {self.name}: beat_tolerance must be > 0 seconds, got {self.beat_tolerance}.")
 
     def split_checksums(self) -> dict:
         """split -> sha256 of its sorted ``path<TAB>label`` lines (to tell whether two runs used the same split)."""
