@@ -31,7 +31,7 @@ def rows(dest):
 def test_every_format_is_listed_with_its_sample_count(tmp_path):
     audio = tmp_path / "audio"
     for i, (ext, fmt) in enumerate([("wav", "WAV"), ("flac", "FLAC"), ("ogg", "OGG"), ("mp3", "MP3")]):
-        write(audio / f"sub{i % 2}" / f"clip{i}.{ext}", synth_clip(0.5 + 0.25 * i, i), SAMPLE_RATE, format=fmt)
+        write(audio / f"sub{i % 2}" / f"clip{i}.{ext}", synth_clip(1.0 + 0.25 * i, i), SAMPLE_RATE, format=fmt)
     (audio / "notes.txt").write_text("not audio")
     summary = build_manifests(audio, tmp_path / "m", valid_percent=0.25, seed=0)
     listed, train, valid = rows(tmp_path / "m")
@@ -53,7 +53,7 @@ def test_valid_split_by_percent_and_seed():
 def test_unusable_files_are_reported_counted_and_fatal_only_when_strict(tmp_path, caplog):
     audio = tmp_path / "audio"
     for i in range(3):
-        write(audio / f"good{i}.wav", synth_clip(0.5, i), SAMPLE_RATE)
+        write(audio / f"good{i}.wav", synth_clip(1.0, i), SAMPLE_RATE)
     (audio / "broken.wav").write_bytes(b"RIFF....not really")
     write(audio / "empty.wav", np.zeros(0, np.float32), SAMPLE_RATE)
     write(audio / "cd.wav", np.zeros((4410, 2), np.float32), 44100)
@@ -61,7 +61,7 @@ def test_unusable_files_are_reported_counted_and_fatal_only_when_strict(tmp_path
         summary = build_manifests(audio, tmp_path / "m", valid_percent=0.0)
     assert summary.skipped == {"unreadable": 1, "empty": 1, "not 16 kHz mono": 1}
     assert summary.rows == {"train": 3, "valid": 0}
-    assert any("broken.wav: cannot read audio" in r.message for r in caplog.records)
+    assert any("broken.wav: damaged audio, cannot be opened (soundfile: " in r.message for r in caplog.records)
     assert any("cd.wav: is 44100 Hz" in r.message and "--convert-dir" in r.message for r in caplog.records)
     assert any(line == "skipped (unreadable): 1 files" for line in summary.lines())
     with pytest.raises(ManifestError, match=r"3 of 6 files cannot be used \(first: .*broken.wav") as err:

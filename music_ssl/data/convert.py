@@ -3,6 +3,8 @@
 Decoding mp3/ogg and resampling during training is slow and repeated every epoch; converting once keeps
 training on plain FLAC. Tracks are streamed block by block (downmix → ``soxr`` streaming resampler →
 clip writer), so memory stays bounded however long a track is, and every clip is written atomically.
+This is the toolkit's one place where stereo becomes mono (the channels are averaged): everything else refuses
+stereo. A track that does not decode to the end (a cut file) is refused, and the clips it gave are removed.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ from .audio import SAMPLE_RATE, audio_info
 from .errors import AudioError
 
 BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block
+MIN_SECONDS = 1.0  # default minimum clip (and whole-track) length of every manifest mode, seconds
 PCM16_MAX = 1.0 - 1.0 / 32768  # largest float that PCM_16 FLAC stores without wrapping
 
 
@@ -32,18 +35,24 @@ def resampled_blocks(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
     """Mono float32 blocks (n,) of ``path`` at ``sample_rate`` Hz, streamed (downmix, then soxr HQ resampling)."""
     info = audio_info(path)
     if info.frames <= 0:
-        raise AudioError(f"{path}: holds no audio samples; delete it or leave it out of the corpus.")
+        raise AudioError(f"{path}: holds no audio samples; delete it or leave it out of the corpus.", "empty")
     resampler = None if info.samplerate == sample_rate else soxr.ResampleStream(
         info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
+    decoded = 0
     try:
         with sf.SoundFile(str(path)) as f:
             for block in f.blocks(blocksize=int(BLOCK_SECONDS * info.samplerate), dtype="float32", always_2d=True):
+                decoded += len(block)
                 mono = block.mean(axis=1)  # (n,)
                 yield mono if resampler is None else resampler.resample_chunk(mono)
-        if resampler is not None:
-            yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
     except sf.LibsndfileError as err:
-        raise AudioError(f"{path}: cannot decode audio ({str(err).strip()}); re-encode it or remove it.") from None
+        raise AudioError(f"{path}: truncated or damaged: decoding fails after {decoded} of {info.frames} samples "
+                         f"({str(err).strip()}); re-encode it or remove it.", "truncated") from None
+    if decoded < info.frames:
+        raise AudioError(f"{path}: truncated: decodes to {decoded} of the {info.frames} samples its header "
+                         f"declares; re-encode it or remove it.", "truncated")
+    if resampler is not None:
+        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -58,7 +67,7 @@ def clip_name(dest_stem: Path, index: Optional[int]) -> Path:
     return dest_stem.with_name(dest_stem.name + suffix)
 
 
-def convert_track(src, dest_stem, segment_seconds: Optional[float] = None, min_seconds: float = 2.0,
+def convert_track(src, dest_stem, segment_seconds: Optional[float] = None, min_seconds: float = MIN_SECONDS,
                   sample_rate: int = SAMPLE_RATE) -> Converted:
     """Convert ``src`` to 16 kHz mono FLAC beside ``dest_stem`` (a path without extension).
 
@@ -66,33 +75,53 @@ def convert_track(src, dest_stem, segment_seconds: Optional[float] = None, min_s
         src: any file soundfile decodes (wav, flac, ogg, mp3, ...).
         dest_stem: output path without extension; folders are created.
         segment_seconds: cut into clips of this many seconds (``STEM_0000.flac``, ...); None keeps one file.
-        min_seconds: with ``segment_seconds``, a final clip shorter than this is dropped (and counted).
+        min_seconds: a whole track, or with ``segment_seconds`` a final clip, shorter than this is dropped
+            (and counted; default 1 s).
         sample_rate: output rate in Hz (default 16000).
 
     Returns:
         :class:`Converted` listing the clips written and the seconds dropped.
     """
     src, dest_stem = Path(src), Path(dest_stem)
+    min_samples = max(int(round(min_seconds * sample_rate)), 1)
     if segment_seconds is None:
-        return write_whole(src, clip_name(dest_stem, None), sample_rate)
-    return write_segments(src, dest_stem, int(round(segment_seconds * sample_rate)),
-                          int(round(min_seconds * sample_rate)), sample_rate)
+        return write_whole(src, clip_name(dest_stem, None), min_samples, sample_rate)
+    result = Converted()
+    try:
+        return write_segments(src, dest_stem, int(round(segment_seconds * sample_rate)), min_samples, sample_rate,
+                              result)
+    except AudioError:
+        for clip, _ in result.clips:  # a track cut short gives no clips at all
+            clip.unlink(missing_ok=True)
+        raise
 
 
-def write_whole(src: Path, path: Path, sample_rate: int) -> Converted:
-    """Stream all of ``src`` into one FLAC file at ``path`` (atomically)."""
+class _TooShort(Exception):
+    """Raised inside the atomic write of a whole track shorter than the minimum (so nothing is renamed)."""
+
+
+def write_whole(src: Path, path: Path, min_samples: int, sample_rate: int) -> Converted:
+    """Stream all of ``src`` into one FLAC file at ``path`` (atomically), unless it is shorter than ``min_samples``."""
     samples = 0
-    with atomic_path(path) as tmp:
-        with sf.SoundFile(str(tmp), "w", sample_rate, 1, format="FLAC", subtype="PCM_16") as out:
-            for block in resampled_blocks(src, sample_rate):
-                out.write(np.clip(block, -1.0, PCM16_MAX))
-                samples += len(block)
+    try:
+        with atomic_path(path) as tmp:
+            with sf.SoundFile(str(tmp), "w", sample_rate, 1, format="FLAC", subtype="PCM_16") as out:
+                for block in resampled_blocks(src, sample_rate):
+                    out.write(np.clip(block, -1.0, PCM16_MAX))
+                    samples += len(block)
+            if samples < min_samples:
+                raise _TooShort
+    except _TooShort:
+        path.unlink(missing_ok=True)  # an output of an earlier run with a lower minimum
+        return Converted([], samples / sample_rate)
     return Converted([(path, samples)])
 
 
-def write_segments(src: Path, dest_stem: Path, clip_samples: int, min_samples: int, sample_rate: int) -> Converted:
-    """Stream ``src`` into clips of ``clip_samples``; keep a final shorter clip if it has ``min_samples``."""
-    result, pending, buffered = Converted(), [], 0
+def write_segments(src: Path, dest_stem: Path, clip_samples: int, min_samples: int, sample_rate: int,
+                   result: Converted) -> Converted:
+    """Stream ``src`` into clips of ``clip_samples`` (appended to ``result`` as written); keep a final shorter clip
+    if it has ``min_samples``."""
+    pending, buffered = [], 0
     for block in resampled_blocks(src, sample_rate):
         pending.append(block)
         buffered += len(block)
@@ -102,7 +131,7 @@ def write_segments(src: Path, dest_stem: Path, clip_samples: int, min_samples: i
             write_flac(path, audio[:clip_samples], sample_rate)
             result.clips.append((path, clip_samples))
             pending, buffered = [audio[clip_samples:]], buffered - clip_samples
-    if buffered >= max(min_samples, 1):
+    if buffered >= min_samples:
         path = clip_name(dest_stem, len(result.clips))
         write_flac(path, np.concatenate(pending), sample_rate)
         result.clips.append((path, buffered))

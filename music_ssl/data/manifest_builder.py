@@ -4,12 +4,14 @@ Scans a folder tree for audio files (by extension), optionally converts every tr
 cut into fixed-length clips (:mod:`music_ssl.data.convert`), and splits *tracks* (so clips of one track
 never straddle train and valid) into train/valid by a percentage and a seed. Files that cannot be used
 are reported one line each and counted in the summary; ``strict`` makes any of them fatal.
+
+A plain scan decodes every file to the end (in ``jobs`` worker processes) and lists the decoded sample count:
+a file that is cut short (whose header still looks fine), is not audio, is not 16 kHz mono (stereo is refused;
+``--convert-dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is skipped.
 """
 import logging
 import os
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -17,14 +19,21 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, audio_info, format_problem
-from .convert import convert_track
+from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, inspect_audio
+from .audit import ordered_map
+from .convert import MIN_SECONDS, convert_track
 from .errors import AudioError, ManifestError
 from .manifest import write_manifest
 
 logger = logging.getLogger(__name__)
 
 Rows = List[Tuple[str, int]]  # (relpath under the manifest root, num_samples)
+SHORT = "shorter than --min-seconds"
+SKIP_REASONS = {"missing": "unreadable", "unreadable": "unreadable", "not audio": "not audio", "empty": "empty",
+                "truncated": "truncated", "rate": "not 16 kHz mono", "channels": "not 16 kHz mono"}
+SKIP_FIXES = {"empty": "delete it", "not audio": "remove it or rename it (files are listed by extension)",
+              "rate": "pass --convert-dir DIR to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)",
+              "channels": "pass --convert-dir DIR to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)"}
 
 
 @dataclass
@@ -56,7 +65,8 @@ class ManifestSummary:
                 for split in self.rows]
         out += [f"skipped ({reason}): {n} files" for reason, n in sorted(self.skipped.items())]
         if self.dropped_tail_seconds:
-            out.append(f"dropped {self.dropped_tail_seconds:.1f} s of track ends shorter than the minimum clip")
+            out.append(f"dropped {self.dropped_tail_seconds:.1f} s of audio shorter than --min-seconds "
+                       f"(track ends, short tracks)")
         return out
 
 
@@ -70,18 +80,19 @@ def find_audio(audio_dir: Path, extensions: Sequence[str], exclude: Sequence[Pat
     return sorted(found)
 
 
-def inspect_source(path: Path, audio_dir: Path) -> Source:
-    """A track used as it is: one row if it is readable 16 kHz mono audio, else a skip reason."""
-    try:
-        info = audio_info(path)
-    except AudioError as err:
-        return Source(path, skipped="unreadable", message=str(err))
-    problem = format_problem(info, SAMPLE_RATE)
+def inspect_source(job: Tuple[Path, Path, float]) -> Source:
+    """A track used as it is (picklable for workers): one row with its decoded sample count if it is 16 kHz mono
+    audio that decodes to the end and lasts ``min_seconds``, else a skip reason."""
+    path, audio_dir, min_seconds = job
+    samples, problem = inspect_audio(path, SAMPLE_RATE)
     if problem:
-        reason = "empty" if info.frames <= 0 else "not 16 kHz mono"
-        fix = "delete it" if info.frames <= 0 else "pass --convert-dir DIR to convert the corpus to 16 kHz mono FLAC"
-        return Source(path, skipped=reason, message=f"{path}: {problem}; {fix}.")
-    return Source(path, rows=[(str(path.relative_to(audio_dir)), info.frames)])
+        fix = SKIP_FIXES.get(problem.kind, "re-encode it as wav/flac or remove it")
+        return Source(path, skipped=SKIP_REASONS[problem.kind], message=f"{path}: {problem.detail}; {fix}.")
+    if samples < max(int(round(min_seconds * SAMPLE_RATE)), 1):
+        return Source(path, skipped=SHORT, dropped_seconds=samples / SAMPLE_RATE,
+                      message=f"{path}: {samples / SAMPLE_RATE:.3f} s, shorter than --min-seconds={min_seconds:g}; "
+                              f"lower --min-seconds to keep it.")
+    return Source(path, rows=[(str(path.relative_to(audio_dir)), samples)])
 
 
 def convert_source(job: Tuple[Path, Path, Path, Optional[float], float]) -> Source:
@@ -91,11 +102,10 @@ def convert_source(job: Tuple[Path, Path, Path, Optional[float], float]) -> Sour
     try:
         converted = convert_track(path, dest_stem, segment_seconds, min_seconds)
     except AudioError as err:
-        reason = "empty" if "no audio samples" in str(err) else "unreadable"
-        return Source(path, skipped=reason, message=str(err))
+        return Source(path, skipped=SKIP_REASONS.get(err.kind, "unreadable"), message=str(err))
     rows = [(str(clip.relative_to(convert_dir)), n) for clip, n in converted.clips]
     if not rows:
-        return Source(path, skipped="shorter than --min-seconds", dropped_seconds=converted.dropped_seconds,
+        return Source(path, skipped=SHORT, dropped_seconds=converted.dropped_seconds,
                       message=f"{path}: shorter than --min-seconds={min_seconds:g}; lower --min-seconds to keep it.")
     return Source(path, rows=rows, dropped_seconds=converted.dropped_seconds)
 
@@ -128,14 +138,13 @@ def valid_mask(n: int, valid_percent: float, seed: int) -> np.ndarray:
 
 def scan_sources(paths: List[Path], audio_dir: Path, convert_dir: Optional[Path], segment_seconds: Optional[float],
                  min_seconds: float, jobs: int) -> List[Source]:
-    """Inspect or convert every track (``jobs`` worker processes when converting), with a progress bar."""
+    """Decode or convert every track in ``jobs`` worker processes, with a progress bar."""
     if convert_dir is None:
-        return [inspect_source(p, audio_dir) for p in tqdm(paths, desc="scan", unit="file")]
+        work = [(p, audio_dir, min_seconds) for p in paths]
+        return list(tqdm(ordered_map(inspect_source, work, jobs), total=len(work), desc="scan", unit="file"))
     paths, clashes = drop_name_clashes(paths, audio_dir)
     work = [(p, audio_dir, convert_dir, segment_seconds, min_seconds) for p in paths]
-    with ProcessPoolExecutor(jobs) if jobs > 1 else nullcontext() as pool:
-        results = pool.map(convert_source, work, chunksize=4) if pool else map(convert_source, work)
-        sources = list(tqdm(results, total=len(work), desc="convert", unit="file"))
+    sources = list(tqdm(ordered_map(convert_source, work, jobs), total=len(work), desc="convert", unit="file"))
     return sources + clashes
 
 
@@ -152,7 +161,7 @@ def summarise(sources: List[Source], found: int, splits: Dict[str, Rows], conver
 
 def build_manifests(audio_dir, dest, valid_percent: float = 0.01, seed: int = 0,
                     extensions: Sequence[str] = AUDIO_EXTENSIONS, convert_dir=None,
-                    segment_seconds: Optional[float] = None, min_seconds: float = 2.0, strict: bool = False,
+                    segment_seconds: Optional[float] = None, min_seconds: float = MIN_SECONDS, strict: bool = False,
                     jobs: int = 1) -> ManifestSummary:
     """Write ``dest/train.tsv`` and ``dest/valid.tsv`` for the audio under ``audio_dir``.
 
@@ -165,15 +174,17 @@ def build_manifests(audio_dir, dest, valid_percent: float = 0.01, seed: int = 0,
         convert_dir: if set, convert every track to 16 kHz mono FLAC here and list the converted files;
             otherwise list the files as they are (tracks not 16 kHz mono are skipped and counted).
         segment_seconds: with ``convert_dir``, cut tracks into clips of this length (papers: 30 s).
-        min_seconds: with ``segment_seconds``, drop final clips shorter than this (default 2 s).
+        min_seconds: skip files (and, with ``segment_seconds``, final clips) shorter than this, counted (default 1 s).
         strict: raise :class:`ManifestError` if any file had to be skipped.
-        jobs: worker processes for conversion.
+        jobs: worker processes decoding (plain scan) or converting tracks.
     """
     audio_dir = Path(audio_dir).resolve()
     if not audio_dir.is_dir():
         raise ManifestError(f"{audio_dir}: audio folder not found; pass the folder holding the audio files.")
     if segment_seconds is not None and (convert_dir is None or segment_seconds <= 0):
         raise ManifestError(f"--segment-seconds={segment_seconds}: needs --convert-dir DIR and a positive length.")
+    if min_seconds < 0 or jobs < 1:
+        raise ManifestError(f"--min-seconds={min_seconds} --jobs={jobs}: need --min-seconds >= 0 and --jobs >= 1.")
     convert_dir = None if convert_dir is None else Path(convert_dir).resolve()
     paths = find_audio(audio_dir, extensions, exclude=[convert_dir] if convert_dir else [])
     if not paths:
