@@ -6,6 +6,9 @@ all N frames from host memory (ours: ``KMeansModel.predictor``, chunked on the d
 
     python benchmarks/kmeans_bench.py                                   # GPU targets: 1M×39 k=500, 1M×768 k=2000
     python benchmarks/kmeans_bench.py --case 200000,39,500 --case 50000,768,2000 --device cpu --threads 2
+    python benchmarks/kmeans_bench.py --case 200000,39,500 --device cpu --threads 1 --apply-only   # apply only
+
+    python benchmarks/kmeans_bench.py --sample-sweep 400000,39,500 --device cpu --threads 2   # sample size effect
 
 Targets (GPU): fit 1M×39 k=500 ≥ 50× faster than sklearn with inertia ≤ 1.01×; apply ≥ 100M frames/min.
 Prints one row per (case, backend) and the ratios ours / sklearn.
@@ -84,31 +87,71 @@ def report(case: str, name: str, n: int, result: dict) -> None:
           f"iters {result['iters']:>5}  apply {result['apply_s']:8.3f} s  ({rate:9.1f} M frames/min)", flush=True)
 
 
-def bench_case(spec: str, device: torch.device, seed: int, skip_sklearn: bool) -> None:
+def bench_case(spec: str, device: torch.device, seed: int, skip_sklearn: bool) -> dict:
+    """Fit and apply, ours and (unless skipped) sklearn, on one N,D,K case; prints and returns the figures."""
     n, dim, k = (int(v) for v in spec.split(","))
     case = f"{n}x{dim} k={k}"
     x = synthetic_frames(n, dim, k, seed)
     ours = run_ours(x, k, device, seed)
     ours["inertia"] = mean_inertia(x, ours["centroids"], device)
     report(case, "ours", n, ours)
+    row = {"case": case, "device": str(device), "ours_fit_s": ours["fit_s"], "ours_apply_s": ours["apply_s"],
+           "ours_inertia": ours["inertia"], "ours_apply_mframes_per_min": n / ours["apply_s"] * 60 / 1e6}
     if skip_sklearn:
-        return
+        return row
     ref = run_sklearn(x, k, seed)
     ref["inertia"] = mean_inertia(x, ref["centroids"], device)
     report(case, "sklearn", n, ref)
     print(f"{case:>20s}  ratio     fit speed-up {ref['fit_s'] / ours['fit_s']:7.1f}x  inertia ours/sklearn "
           f"{ours['inertia'] / ref['inertia']:.4f}  apply speed-up {ref['apply_s'] / ours['apply_s']:7.1f}x", flush=True)
+    return {**row, "sklearn_fit_s": ref["fit_s"], "sklearn_apply_s": ref["apply_s"], "sklearn_inertia": ref["inertia"],
+            "fit_speedup": ref["fit_s"] / ours["fit_s"], "inertia_ratio": ours["inertia"] / ref["inertia"],
+            "apply_speedup": ref["apply_s"] / ours["apply_s"]}
 
 
-def main(case=None, device: str = "auto", threads: int = None, seed: int = 0, skip_sklearn: bool = False) -> None:
+def apply_case(spec: str, device: torch.device, seed: int, repeats: int = 3) -> dict:
+    """Apply only (no fit): label N frames with K centroids drawn from the frames, ours vs sklearn ``predict``
+    (a KMeans whose centres are exactly those centroids), best of ``repeats``; checks the labels agree."""
+    from sklearn.cluster import KMeans
+
+    n, dim, k = (int(v) for v in spec.split(","))
+    x = synthetic_frames(n, dim, k, seed)
+    centroids = x[np.random.default_rng(seed).choice(n, k, replace=False)]
+    reference = KMeans(n_clusters=k, init=centroids, n_init=1, max_iter=1).fit(centroids)  # centres == centroids
+    predict = KMeansModel(centroids, {}).predictor(device)
+    timings = {}
+    for name, fn in (("sklearn", reference.predict), ("ours", predict)):
+        best = np.inf
+        for _ in range(repeats):
+            start = time.perf_counter()
+            labels = fn(x)
+            sync(device)
+            best = min(best, time.perf_counter() - start)
+        timings[name], timings[name + "_labels"] = best, labels
+    agree = float((timings["ours_labels"] == timings["sklearn_labels"]).mean())
+    row = {"case": f"{n}x{dim} k={k} apply", "device": str(device), "ours_apply_s": timings["ours"],
+           "sklearn_apply_s": timings["sklearn"], "apply_speedup": timings["sklearn"] / timings["ours"],
+           "ours_apply_mframes_per_min": n / timings["ours"] * 60 / 1e6,
+           "sklearn_apply_mframes_per_min": n / timings["sklearn"] * 60 / 1e6, "label_agreement": agree}
+    print(f"{row['case']:>26s}  ours {timings['ours']:.3f} s ({row['ours_apply_mframes_per_min']:.1f} M frames/min)  "
+          f"sklearn {timings['sklearn']:.3f} s ({row['sklearn_apply_mframes_per_min']:.1f} M frames/min)  "
+          f"speed-up {row['apply_speedup']:.2f}x  same labels {100 * agree:.3f}%", flush=True)
+    return row
+
+
+def main(case=None, device: str = "auto", threads: int = None, seed: int = 0, skip_sklearn: bool = False,
+         apply_only: bool = False, sample_sweep_case=None) -> list:
+    if sample_sweep_case:  # the labels-sampling helper's option; its function is not in this file (yet)
+        raise SystemExit("error: --sample-sweep is not implemented in this version of kmeans_bench.py")
     device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):  # sklearn's OpenMP/BLAS get the same threads as torch
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
         print(f"device: {name}; sklearn MiniBatchKMeans settings: {FAIRSEQ_SETTINGS}", flush=True)
-        for spec in case or DEFAULT_CASES:
-            bench_case(spec, device, seed, skip_sklearn)
+        if apply_only:
+            return [apply_case(spec, device, seed) for spec in case or DEFAULT_CASES]
+        return [bench_case(spec, device, seed, skip_sklearn) for spec in case or DEFAULT_CASES]
 
 
 def cli() -> None:
@@ -118,6 +161,11 @@ def cli() -> None:
     p.add_argument("--threads", type=int, help="CPU threads for torch and sklearn (default: library defaults)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-sklearn", action="store_true", help="time ours only (e.g. GPU apply throughput)")
+    p.add_argument("--apply-only", action="store_true",
+                   help="time apply only (ours vs sklearn predict on the same centroids; no fit)")
+    p.add_argument("--sample-sweep", dest="sample_sweep_case", action="append", metavar="N,D,K",
+                   help="instead of the timing cases: inertia (on all N frames) and cluster usage against the fit's "
+                        "sample size (repeatable), e.g. 400000,39,500")
     logging.basicConfig(level=logging.WARNING, force=True)
     main(**vars(p.parse_args()))
 

@@ -15,12 +15,21 @@ import torch
 import torch.nn.functional as F
 
 from .device import resolve_device
-from .errors import CheckpointError
-from .models.hidden_states import extract_hidden_states
+from .errors import CheckpointError, one_line
+from .models.hidden_states import extract_cnn_features, extract_hidden_states
 
 logger = logging.getLogger(__name__)
 
 PRETRAINING_ONLY_KEYS = ("_ema",)  # data2vec's EMA teacher weights: not part of the encoder
+CHECKPOINT_FIX = "pass checkpoint_best.pt / checkpoint_last.pt written by fairseq-hydra-train"
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """A checkpoint path that does not exist (also a FileNotFoundError)."""
+
+
+class AudioTooShortError(CheckpointError):
+    """Audio shorter than the encoder's receptive field (one frame needs ``receptive_field`` samples)."""
 
 
 def file_sha256(path: Path, block: int = 1 << 20) -> str:
@@ -56,17 +65,10 @@ def load_fairseq_model(path: Path, random_init: bool = False, seed: int = 0):
     Returns (model in eval mode on CPU, cfg). ``random_init`` gives the same architecture with fresh
     initial weights (seeded), the baseline every probing table needs.
     """
-    from fairseq import checkpoint_utils, tasks
+    from fairseq import tasks
 
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except Exception as err:  # unpickling, truncation, not a checkpoint at all
-        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({err}); "
-                              f"pass checkpoint_best.pt / checkpoint_last.pt written by fairseq-hydra-train.") from err
-    cfg = state.get("cfg")
-    if cfg is None or cfg.get("model") is None:
-        raise CheckpointError(f"{path}: no model config inside (a pre-hydra fairseq checkpoint?); "
-                              f"re-save it with a current fairseq.")
+    state = read_fairseq_state(path)
+    cfg = state["cfg"]
     task = tasks.setup_task(cfg.task, from_checkpoint=True)
     if "task_state" in state:
         task.load_state_dict(state["task_state"])
@@ -77,8 +79,40 @@ def load_fairseq_model(path: Path, random_init: bool = False, seed: int = 0):
                               f"(music2vec, music_hubert, hubert, wav2vec2, data2vec_audio).")
     if not random_init:
         weights = {k: v for k, v in state["model"].items() if k not in PRETRAINING_ONLY_KEYS}
-        model.load_state_dict(weights, strict=True, model_cfg=cfg.model)
+        try:
+            model.load_state_dict(weights, strict=True, model_cfg=cfg.model)
+        except RuntimeError as err:  # missing / unexpected keys, shape mismatches: weights and config disagree
+            raise CheckpointError(f"{path}: its weights do not match its model config ({one_line(err)}); "
+                                  f"{CHECKPOINT_FIX}, unedited.") from err
     return model.eval(), cfg
+
+
+def read_fairseq_state(path: Path) -> dict:
+    """A fairseq checkpoint's state dict (``cfg`` with ``model`` and ``task``, ``model`` weights), read with the
+    safe unpickler; :class:`CheckpointError` naming the file for anything that is not one (random bytes, a text
+    file, a zip that is not a torch file, a torch file of something else, a config naming an unknown model)."""
+    from fairseq import checkpoint_utils
+    from fairseq.models import MODEL_REGISTRY
+    from fairseq.tasks import TASK_REGISTRY
+
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"{path}: checkpoint not found; train one with fairseq-hydra-train "
+                                      f"(checkpoints/checkpoint_best.pt) or fix the path.")
+    try:
+        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
+    except Exception as err:  # unpickling, truncation, not a checkpoint at all
+        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({one_line(err)}); "
+                              f"{CHECKPOINT_FIX}.") from err
+    cfg = state.get("cfg") if isinstance(state, dict) else None
+    if cfg is None or cfg.get("model") is None or cfg.get("task") is None or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path}: no model config or weights inside (a pre-hydra fairseq checkpoint, or "
+                              f"not a checkpoint); re-save it with a current fairseq or {CHECKPOINT_FIX}.")
+    for kind, name, registry in (("model", cfg.model.get("_name"), MODEL_REGISTRY),
+                                 ("task", cfg.task.get("_name"), TASK_REGISTRY)):
+        if name not in registry:
+            raise CheckpointError(f"{path}: {kind} '{name}' is not registered; import the plugin that defines it "
+                                  f"(music_ssl registers music2vec and music_hubert) or {CHECKPOINT_FIX}.")
+    return state
 
 
 class FrozenEncoder:
@@ -90,8 +124,9 @@ class FrozenEncoder:
     random-init encoder), ``device``.
     """
 
-    def __init__(self, model, cfg, sha256: str, device: torch.device):
+    def __init__(self, model, cfg, sha256: str, device: torch.device, cnn: bool = False):
         self.model = model.to(device)
+        self.cnn = bool(cnn)  # True: the one state is the raw conv output (extract_cnn_features)
         self.device = device
         self.sha256 = sha256
         self.sample_rate = int(cfg.task.sample_rate)
@@ -101,20 +136,25 @@ class FrozenEncoder:
         self.frame_rate = self.sample_rate / self.stride
         self.num_layers = len(model.encoder.layers)
         self.dim = int(cfg.model.encoder_embed_dim)
+        if self.cnn:
+            self.dim = int(eval(self.conv_layers)[-1][0])  # conv channels of the last layer, e.g. 512
+        self.num_states = 1 if self.cnn else self.num_layers + 1
 
     @classmethod
-    def from_checkpoint(cls, path, device=None, random_init: bool = False, seed: int = 0) -> "FrozenEncoder":
-        """Load ``path`` (fairseq ``.pt``) on ``device`` (default: CUDA when present, else CPU)."""
+    def from_checkpoint(cls, path, device=None, random_init: bool = False, seed: int = 0,
+                        cnn: bool = False) -> "FrozenEncoder":
+        """Load ``path`` (fairseq ``.pt``) on ``device`` (default: CUDA when present, else CPU); ``cnn``: give
+        the raw conv feature extractor output as the one state instead of the L + 1 hidden states."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: checkpoint not found; train one with fairseq-hydra-train "
-                                    f"(checkpoints/checkpoint_best.pt) or fix the path.")
+            raise CheckpointNotFoundError(f"{path}: checkpoint not found; train one with fairseq-hydra-train "
+                                          f"(checkpoints/checkpoint_best.pt) or fix the path.")
         device = resolve_device(device)
         model, cfg = load_fairseq_model(path, random_init, seed)
         sha = file_sha256(path) + (f"+random-init-{seed}" if random_init else "")
         logger.info("%s: %s, %d layers x %d, %s", path, cfg.model._name, len(model.encoder.layers),
                     cfg.model.encoder_embed_dim, "random init" if random_init else "pretrained")
-        return cls(model, cfg, sha, device)
+        return cls(model, cfg, sha, device, cnn)
 
     def frames(self, num_samples: torch.Tensor) -> torch.Tensor:
         """Frames (int64) the conv stack gives for ``num_samples`` samples."""
@@ -141,8 +181,11 @@ class FrozenEncoder:
         batch, samples = audio.shape
         lengths = torch.full((batch,), samples) if lengths is None else torch.as_tensor(lengths).long().cpu()
         if int(lengths.min()) < self.receptive_field:
-            raise ValueError(f"audio of {int(lengths.min())} samples is shorter than the encoder's receptive field "
-                             f"({self.receptive_field} samples); drop or pad such clips.")
+            item = int(lengths.argmin())
+            raise AudioTooShortError(
+                f"audio item {item} has {int(lengths[item])} samples, shorter than the encoder's receptive field "
+                f"({self.receptive_field} samples = {1000 * self.receptive_field / self.sample_rate:g} ms at "
+                f"{self.sample_rate} Hz): no frame; zero-pad it to {self.receptive_field} samples or drop it.")
         padding = torch.arange(samples)[None, :] >= lengths[:, None]  # (B, S) True = padded
         audio = self.prepare(audio, lengths, padding.to(self.device), normalize)
         frame_lengths = self.frames(lengths)  # (B,)
@@ -153,7 +196,10 @@ class FrozenEncoder:
         return [h[:, : int(frame_lengths.max())] for h in hidden], frame_lengths
 
     def hidden_states(self, audio: torch.Tensor) -> List[torch.Tensor]:
-        """Every hidden state of an unpadded batch: audio (B, S) prepared → L + 1 tensors (B, T, C)."""
+        """Every hidden state of an unpadded batch: audio (B, S) prepared → L + 1 tensors (B, T, C), or
+        [the raw conv output (B, T, C_conv)] when ``cnn``."""
+        if self.cnn:
+            return [extract_cnn_features(self.model, audio)]
         return extract_hidden_states(self.model, audio)[0]
 
     @staticmethod
@@ -170,7 +216,7 @@ class FrozenEncoder:
         """Item-by-item forward (each item exactly as if alone), zero-padded to ``frames``: L + 1 × (B, T, C)."""
         per_item = [self.hidden_states(audio[i: i + 1, :n]) for i, n in enumerate(lengths.tolist())]
         return [torch.cat([F.pad(item[layer], (0, 0, 0, frames - item[layer].size(1))) for item in per_item])
-                for layer in range(self.num_layers + 1)]
+                for layer in range(self.num_states)]
 
     def encode_long(self, audio: np.ndarray, chunk_seconds: float = 30.0, layers: Optional[Sequence[int]] = None,
                     batch_chunks: int = 4) -> List[np.ndarray]:
@@ -188,7 +234,7 @@ class FrozenEncoder:
         Returns:
             one float32 array (T, C) per requested layer, T = frames of the whole file.
         """
-        layers = list(range(self.num_layers + 1)) if layers is None else list(layers)
+        layers = list(range(self.num_states)) if layers is None else list(layers)
         wav = torch.as_tensor(np.asarray(audio, dtype=np.float32))
         if self.normalize:  # training normalised whole files before cropping; do the same
             wav = F.layer_norm(wav, wav.shape)

@@ -5,6 +5,7 @@ Every area raises its own root (or a subclass of it); all roots derive from :cla
 its traceback. The roots also derive from the builtin a caller would expect (``ValueError``), so
 ``except ValueError`` keeps working.
 """
+import re
 
 
 class MusicSSLError(Exception):
@@ -37,3 +38,20 @@ class DemoError(MusicSSLError, RuntimeError):
 
 class DeviceError(MusicSSLError, ValueError):
     """A device string that is unknown or not present on this machine."""
+
+
+def one_line(err: BaseException, limit: int = 600) -> str:
+    """``"Type: message"`` of a caught third-party error on one line, for wrapping into a music-ssl error's line.
+
+    Every line is kept (joined with " / ", terminal colour codes removed); only a message longer than ``limit``
+    is shortened: to its ``… error: …`` lines when it has some (torch's weights-only refusal puts the reason
+    there, after paragraphs of advice), then cut at ``limit``.
+    """
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(err).splitlines()]
+    lines = [line for line in lines if line]
+    text = " / ".join(lines)
+    reasons = [line for line in lines if re.search(r"\berror: ", line, re.IGNORECASE)]
+    if len(text) > limit and reasons:
+        text = " / ".join(reasons)
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"

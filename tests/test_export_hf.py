@@ -6,6 +6,9 @@ fixture (2 training updates). Parity tolerance: |fairseq - transformers| <= 1e-4
 every hidden state, unpadded and padded (valid frames); on CPU with torch 2.11 the measured difference is 0.
 """
 import json
+import logging
+import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -220,15 +223,46 @@ def test_unreadable_checkpoints_raise_one_line(tmp_path, write, message):
     assert str(bad) in str(err.value) and "\n" not in str(err.value)
 
 
-def test_existing_folder_needs_overwrite(tmp_path):
+def test_overwrite_replaces_only_the_exports_files_and_keeps_the_users(tmp_path):
     ckpt, out = stock_hubert(tmp_path), tmp_path / "hf"
     out.mkdir()
-    (out / "old.txt").write_text("x")
-    with pytest.raises(ExportError, match="--overwrite"):
+    (out / "notes.txt").write_text("mine")
+    export_checkpoint(ckpt, out)  # a folder with only the user's files needs no --overwrite
+    first = (out / "model.safetensors").read_bytes()
+    with pytest.raises(ExportError, match=r"already holds config.json, model.safetensors, .* pass --overwrite"):
         export_checkpoint(ckpt, out)
+    (out / "config.json").write_text("{}")  # a damaged earlier export
     export_checkpoint(ckpt, out, overwrite=True)
-    assert not (out / "old.txt").exists() and (out / "model.safetensors").is_file()
+    assert (out / "notes.txt").read_text() == "mine" and (out / "model.safetensors").read_bytes() == first
+    assert json.loads((out / "config.json").read_text())["model_type"] == "hubert"
+    assert sorted(p.name for p in out.iterdir()) == sorted(["notes.txt", "config.json", "model.safetensors",
+                                                            "preprocessor_config.json", "export_info.json"])
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".hf.")]  # no staging leftovers
+
+
+def test_bad_export_target_other_weights_or_a_file(tmp_path):
+    ckpt, out = stock_hubert(tmp_path), tmp_path / "hf"
+    out.mkdir()
+    (out / "pytorch_model.bin").write_bytes(b"old weights")
+    with pytest.raises(ExportError, match="pytorch_model.bin.*transformers could load instead"):
+        export_checkpoint(ckpt, out, overwrite=True)
+    assert (out / "pytorch_model.bin").read_bytes() == b"old weights"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ExportError, match="file: exists and is not a folder"):
+        export_checkpoint(ckpt, tmp_path / "file")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_export_permissions_follow_the_umask(tmp_path, mask):
+    ckpt, out = stock_hubert(tmp_path), tmp_path / "new" / "hf"
+    old = os.umask(mask)
+    try:
+        export_checkpoint(ckpt, out)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o777 & ~mask
+    for path in out.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path
 
 
 def test_hf_encoder_matches_frozen_encoder(tmp_path):
@@ -288,8 +322,12 @@ def run_cli_in_process(monkeypatch, capsys, *args) -> tuple:
     from music_ssl.cli.export_hf import cli
 
     monkeypatch.setattr(sys, "argv", ["music-ssl-export-hf", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        cli()
+    handlers, level = logging.root.handlers[:], logging.root.level  # the CLI points logging at this test's stderr
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            cli()
+    finally:
+        logging.root.handlers[:], logging.root.level = handlers, level
     return exit_info.value.code, capsys.readouterr().err
 
 

@@ -1,4 +1,7 @@
 """k-means: torch backend recovers blobs, matches the sklearn (fairseq settings) inertia, model file round trip."""
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +82,16 @@ def test_model_file_round_trip_and_bad_files(tmp_path):
         KMeansModel.load(tmp_path / "junk.safetensors")
     with pytest.raises(LabelPrepError, match="missing.safetensors: k-means model not found"):
         KMeansModel.load(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_model_file_permissions_follow_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        KMeansModel(np.zeros((2, 3), np.float32), {}).save(tmp_path / "km.safetensors")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "km.safetensors").stat().st_mode) == 0o666 & ~mask
 
 
 @pytest.mark.gpu

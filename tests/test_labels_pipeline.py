@@ -1,5 +1,6 @@
 """Label preparation end to end: ``all`` on synthetic audio, sharding, resuming, checks, CLIs."""
 import json
+import logging
 import math
 import sys
 
@@ -136,7 +137,8 @@ def test_check_reports_usage_entropy_dead_clusters_purity_and_pnmi(tmp_path):
 def test_check_rejects_misaligned_lines_and_unknown_labels(tmp_path):
     write_labelled_split(tmp_path, ["a.flac", "b.flac"], [[0] * 50, [1] * 30], k=2)
     (tmp_path / "train.km").write_text("0 " * 50 + "\n" + "1 " * 5 + "\n")  # second line 0.25 s short
-    with pytest.raises(LabelAlignmentError, match="1 of 2 lines differ"):
+    with pytest.raises(LabelAlignmentError, match="1 of 2 lines do not match their manifest row: line 2 has 5 labels, "
+                                                  "expected 32±10 for 0.32 s at 100 Hz"):
         check_stage(tmp_path, tmp_path, "train", 100)
     (tmp_path / "train.km").write_text("0 " * 50 + "\n" + "7 " * 30 + "\n")
     with pytest.raises(LabelPrepError, match=r"train.km:2: label 7 outside 0..1"):
@@ -148,12 +150,16 @@ def test_cli_bad_input_prints_one_error_line_naming_the_file(corpus, tmp_path, m
     sf.write(stereo, np.stack([synth_clip(1.3, 0)] * 2, 1), SAMPLE_RATE)  # same length, now two channels
     monkeypatch.setattr(sys, "argv", ["music-ssl-kmeans", "all", str(corpus), str(tmp_path / "km"),
                                       "--n-clusters", "4", "--device", "cpu"])
-    with pytest.raises(SystemExit) as exit_info:
-        kmeans_labels.cli()
+    handlers, level = logging.root.handlers[:], logging.root.level  # the CLI points logging at this test's stderr
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            kmeans_labels.cli()
+    finally:
+        logging.root.handlers[:], logging.root.level = handlers, level
     err = capsys.readouterr().err  # log lines, then the error
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert exit_info.value.code == 1 and len(errors) == 1 and "Traceback" not in err
-    assert errors[0].startswith(f"error: {stereo}: has 2 channels, expected mono") and "--convert-dir" in errors[0]
+    assert errors[0].startswith(f"error: {stereo}: has 2 channels") and "--convert-dir" in errors[0]
 
 
 @pytest.mark.slow

@@ -3,7 +3,10 @@
     music-ssl-export-hf CHECKPOINT OUT_DIR [--check] [--overwrite]
     music-ssl-export-hf checkpoints/checkpoint_best.pt exported/music2vec --check
 
-Writes config.json, model.safetensors, preprocessor_config.json and export_info.json into OUT_DIR (atomically).
+Writes config.json, model.safetensors, preprocessor_config.json and export_info.json into OUT_DIR: staged in a
+hidden folder beside it, then each moved in by one rename (export_info.json last: its presence marks a complete
+export). Other files in OUT_DIR are never touched; --overwrite replaces only these four. Permissions follow the
+umask.
 Load the result with ``transformers.AutoModel.from_pretrained(OUT_DIR)`` (no trust_remote_code).
 ``--check`` reloads the folder and compares every hidden state with the fairseq model on random audio
 (unpadded and padded); a failed check exits 1 and writes nothing. Bad input exits 1 with one line on stderr
@@ -34,9 +37,12 @@ def main(checkpoint: str, out_dir: str, check: bool = False, overwrite: bool = F
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="fairseq checkpoint (.pt) written by fairseq-hydra-train")
-    parser.add_argument("out_dir", help="folder to write (must be new or empty unless --overwrite)")
+    parser.add_argument("out_dir", help="folder to write (may hold other files; the export's own only with "
+                                        "--overwrite)")
     parser.add_argument("--check", action="store_true", help="verify hidden-state parity on random audio")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT_DIR")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files this export writes (config.json, model.safetensors, "
+                             "preprocessor_config.json, export_info.json) in OUT_DIR; other files there are kept")
     args = parser.parse_args()
     try:
         import transformers  # noqa: F401  (the optional extra)

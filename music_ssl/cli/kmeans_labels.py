@@ -36,12 +36,12 @@ def features(tsv_dir, split, nshard, rank, feat_dir, feature="mfcc", n_mfcc=13, 
     return dump_features(tsv_dir, split, nshard, rank, feat_dir, extractor)
 
 
-def fit(feat_dir, split, nshard, km_path, n_clusters, percent=0.1, max_frames=1_000_000, seed=0, backend="torch",
-        device="auto", max_iter=100, tol=1e-3):
+def fit(feat_dir, split, nshard, km_path, n_clusters, percent=0.1, max_frames=None, seed=0, backend="torch",
+        device="auto", max_iter=100, tol=1e-3, max_sample_gb=8.0):
     from music_ssl.labels import fit_stage
 
     return fit_stage(feat_dir, split, nshard, km_path, n_clusters, percent, max_frames, seed, backend, device,
-                     max_iter, tol)
+                     max_iter, tol, max_sample_gb)
 
 
 def apply(feat_dir, split, km_path, nshard, rank, lab_dir, device="auto"):
@@ -69,6 +69,9 @@ def check(tsv_dir, lab_dir, splits=("train", "valid"), label_rate=None, km_path=
             raise LabelPrepError(f"{km_path}: not found, so the label rate is unknown; pass --label-rate "
                                  f"(100 for MFCC labels, 50 for layer labels) or --km-path.")
         label_rate = KMeansModel.load(km_path).frame_rate
+    from music_ssl.labels.apply import check_splits_agree
+
+    check_splits_agree(lab_dir, splits)
     return {split: check_stage(tsv_dir, lab_dir, split, label_rate, sample_rate, tolerance, reference,
                                reference_column) for split in splits}
 
@@ -99,9 +102,12 @@ def add_feature_args(p: argparse.ArgumentParser) -> None:
 def add_fit_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-clusters", type=int, required=True, help="k")
     p.add_argument("--percent", type=float, default=0.1,
-                   help="fraction of frames to fit on, in (0, 1] (default 0.1; at least 50 per cluster or all)")
-    p.add_argument("--max-frames", type=int, default=1_000_000,
-                   help="cap of the fitted sample (memory: frames × dim × 4 bytes; default 1000000)")
+                   help="fraction of frames to fit on, in (0, 1] (default 0.1, fairseq's recipe; at least 256 per "
+                        "cluster or all)")
+    p.add_argument("--max-frames", type=int, default=None,
+                   help="fixed cap of the fitted sample (default none: --max-sample-gb caps it)")
+    p.add_argument("--max-sample-gb", type=float, default=8.0,
+                   help="memory budget of the fitted sample, frames × dim × 4 bytes (default 8 GiB)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample and of k-means++ (default 0)")
     p.add_argument("--backend", choices=("torch", "sklearn"), default="torch",
                    help="torch: k-means++ + Lloyd on GPU/CPU; sklearn: fairseq's MiniBatchKMeans (parity)")

@@ -8,8 +8,13 @@
 Embeddings: every frame of the encoder (stride 320 samples = 20 ms at 16 kHz) gives one timestamp
 embedding, by default the mean of all L + 1 hidden states (``layer="mean"``; ``layer=i`` picks hidden state
 i). Its timestamp is the centre of the frame's receptive field, in milliseconds. The scene embedding is the
-mean of the timestamp embeddings over time. Clips shorter than the receptive field (400 samples) are
-zero-padded to it; clips longer than ``chunk_seconds`` are encoded in chunks (``encode_long``).
+mean of the timestamp embeddings over time. Clips shorter than the receptive field (400 samples = 25 ms at
+16 kHz) are zero-padded to it (documented repair: they get one frame); clips longer than ``chunk_seconds`` are
+encoded in chunks (``encode_long``).
+
+Expected bad input raises :class:`HearError` (an :class:`music_ssl.errors.ExportError`, also a ``ValueError``)
+or :class:`HearModelNotFoundError` (also a ``FileNotFoundError``) with one line naming the file and the fix; a
+checkpoint that is not one raises :class:`music_ssl.errors.CheckpointError`.
 """
 import logging
 from pathlib import Path
@@ -18,9 +23,20 @@ from typing import Tuple, Union
 import numpy as np
 import torch
 
+from ..device import resolve_device
+from ..errors import ExportError
+
 logger = logging.getLogger(__name__)
 
 LayerChoice = Union[str, int]
+
+
+class HearError(ExportError):
+    """Bad arguments to the HEAR API (layer choice, audio shape)."""
+
+
+class HearModelNotFoundError(HearError, FileNotFoundError):
+    """``model_file_path`` is empty or does not exist."""
 
 
 class HearModel(torch.nn.Module):
@@ -34,7 +50,7 @@ class HearModel(torch.nn.Module):
     def __init__(self, encoder, layer: LayerChoice = "mean", chunk_seconds: float = 30.0, batch_size: int = 8):
         super().__init__()
         if layer != "mean" and not (isinstance(layer, int) and 0 <= layer <= encoder.num_layers):
-            raise ValueError(f"layer={layer!r}: use 'mean' or a hidden-state index in 0..{encoder.num_layers}.")
+            raise HearError(f"layer={layer!r}: use 'mean' or a hidden-state index in 0..{encoder.num_layers}.")
         self.encoder = encoder
         self.net = encoder.model  # registered so that HEAR's model.to(device) moves the weights
         self.sample_rate = int(encoder.sample_rate)
@@ -66,12 +82,14 @@ def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=No
             data2vec_audio; read by FrozenEncoder) or a transformers model folder (HFEncoder). Required: this
             module has no default weights.
         layer: "mean" (default) of all L + 1 hidden states, or one hidden-state index in 0..L.
-        device: e.g. "cpu", "cuda"; default CUDA when present (HEAR's ``model.to(device)`` also moves it).
+        device: "auto" / None (CUDA when present, else CPU; :func:`music_ssl.device.resolve_device`), "cpu",
+            "cuda", "cuda:N" (HEAR's ``model.to(device)`` also moves it).
     """
     path = Path(model_file_path)
     if not model_file_path or not path.exists():
-        raise FileNotFoundError(f"{model_file_path!r}: pass a fairseq checkpoint (.pt) or an exported transformers "
-                                f"folder; this module has no default weights.")
+        raise HearModelNotFoundError(f"{model_file_path!r}: not found; pass a fairseq checkpoint (.pt) or an "
+                                     f"exported transformers folder; this module has no default weights.")
+    device = resolve_device(device)
     if path.is_dir():
         from .hf_encoder import HFEncoder
 
@@ -85,7 +103,10 @@ def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=No
 
 def check_audio(audio: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(audio) or audio.dim() != 2:
-        raise ValueError(f"audio must be a (n_sounds, n_samples) tensor, got {getattr(audio, 'shape', type(audio))}.")
+        raise HearError(f"audio must be a (n_sounds, n_samples) tensor, got {getattr(audio, 'shape', type(audio))}; "
+                        f"stack the clips (zero-padded to one length) into a 2-d float tensor.")
+    if audio.size(0) == 0:
+        raise HearError("audio holds no sounds (shape (0, n_samples)); pass at least one clip.")
     return audio.float()
 
 

@@ -34,7 +34,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,8 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..checkpoint import CheckpointError, file_sha256
+from ..checkpoint import CheckpointError, file_sha256, read_fairseq_state  # noqa: F401 (CheckpointError re-exported)
+from ..data.atomic import file_mode, remove_stale_temporaries, temporary_path
 from ..errors import ExportError
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ CONFIG_UNUSED = (  # no effect on the bare encoder's hidden states in eval mode
     "cross_sample_negatives", "codebook_negatives", "crop_seq_to_multiple", "max_positions",
     # the encoder pads its input to this multiple and masks the padding: no effect on valid frames
     "required_seq_len_multiple",
+    # music-ssl speed options (music_ssl/models/fast_paths.py, masking.py): equal hidden states in fp32 eval
+    "sdpa_attention", "pos_conv_fp32", "seeded_masks", "mask_seed",
     # conformer / adapter layers only (layer_type must be "transformer")
     "depthwise_conv_kernel_size", "attn_type", "pos_enc_type", "fp16", "adp_num", "adp_dim", "adp_act_fn",
     "adp_trf_idx",
@@ -263,29 +265,9 @@ def convert_state_dict(state: Dict[str, torch.Tensor], cfg, hf_state: Dict[str, 
     return out, dropped
 
 
-def one_line(err: Exception) -> str:
-    """The informative line of a possibly multi-line error (torch's weights-only errors put it further down)."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [""]
-    return f"{type(err).__name__}: " + next((line for line in lines if line.startswith("WeightsUnpickler error")),
-                                            lines[0])
-
-
 def read_checkpoint(path: Path) -> dict:
-    """A fairseq checkpoint's state (``cfg``, ``model``) loaded with the safe unpickler."""
-    from fairseq import checkpoint_utils  # music_ssl/__init__ (our parent) registered models and safe globals
-
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found; pass a checkpoint_best.pt / checkpoint_last.pt "
-                                f"written by fairseq-hydra-train.")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except Exception as err:  # unpickling, truncation, not a checkpoint at all
-        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({one_line(err)}); pass a "
-                              f"checkpoint_best.pt / checkpoint_last.pt written by fairseq-hydra-train.") from err
-    if state.get("cfg") is None or state["cfg"].get("model") is None:
-        raise CheckpointError(f"{path}: no model config inside (a pre-hydra fairseq checkpoint?); re-save it "
-                              f"with a current fairseq.")
-    return state
+    """A fairseq checkpoint's state (``cfg``, ``model``) loaded with the safe unpickler (CheckpointError otherwise)."""
+    return read_fairseq_state(path)  # music_ssl/__init__ (our parent) registered models and safe globals
 
 
 def convert_checkpoint(path) -> Conversion:
@@ -313,34 +295,61 @@ def feature_extractor(conversion: Conversion):
                                     do_normalize=conversion.normalize, return_attention_mask=layer_norm_stack)
 
 
-@contextmanager
-def staging_dir(out_dir: Path, overwrite: bool):
-    """Yield a temporary folder beside ``out_dir``; on success it replaces ``out_dir`` in one rename."""
+EXPORT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "export_info.json")
+OTHER_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.safetensors.index.json", "tf_model.h5",
+                 "flax_model.msgpack")  # weight files transformers may load instead of (or beside) ours
+
+
+def check_target(out_dir: Path, names, overwrite: bool) -> None:
+    """Raise unless ``out_dir`` may receive files ``names``: not a file, no name present unless ``overwrite``, and
+    no weight file of another export that transformers could load instead of ours."""
     if out_dir.exists() and not out_dir.is_dir():
         raise ExportError(f"{out_dir}: exists and is not a folder; choose a folder path for the export.")
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise ExportError(f"{out_dir}: exists and is not empty; choose a new folder or pass --overwrite.")
+    present = [n for n in names if (out_dir / n).exists()]
+    if present and not overwrite:
+        raise ExportError(f"{out_dir}: already holds {', '.join(present)} (an earlier or interrupted export?); "
+                          f"choose a new folder or pass --overwrite to replace only the files the export writes.")
+    other = sorted({n for n in OTHER_WEIGHTS if (out_dir / n).exists()} |
+                   {p.name for p in out_dir.glob("model-*-of-*.safetensors")} - set(names))
+    if other:
+        raise ExportError(f"{out_dir}: holds weight files this export does not write ({', '.join(other)}) that "
+                          f"transformers could load instead; move them away or export into a new folder.")
+
+
+@contextmanager
+def staging_dir(out_dir: Path, overwrite: bool):
+    """Yield a temporary folder ``.NAME.tmp-PID`` beside ``out_dir``; on success move the files written there into
+    ``out_dir`` (each by one rename, ``export_info.json`` last, so its presence marks a complete export).
+
+    Files of ``out_dir`` the export does not write are never touched. Permissions follow the umask (transformers
+    and safetensors create owner-only files). Staging folders of killed exports are removed first.
+    """
+    check_target(out_dir, EXPORT_FILES, overwrite)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    remove_stale_temporaries(out_dir)
+    tmp = temporary_path(out_dir)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
     try:
         yield tmp
-        old = None
-        if out_dir.exists():
-            old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        if old is not None:
-            shutil.rmtree(old)
+        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == "export_info.json")  # info last
+        check_target(out_dir, names, overwrite)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "export_info.json").unlink(missing_ok=True)  # until the swap ends the folder is incomplete
+        mode = file_mode()
+        for name in names:
+            os.chmod(tmp / name, mode)
+            os.replace(tmp / name, out_dir / name)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_checkpoint(checkpoint, out_dir, overwrite: bool = False, check: bool = False) -> dict:
     """Write the transformers folder for ``checkpoint`` into ``out_dir`` (atomically); returns export info.
 
     With ``check``, the written folder is reloaded with ``AutoModel.from_pretrained`` and compared with the
-    fairseq model on random audio (:func:`parity_check`); a failed check raises and writes nothing.
+    fairseq model on random audio (:func:`parity_check`); a failed check raises and writes nothing. With
+    ``overwrite``, only the files the export writes (``EXPORT_FILES``) are replaced; others in ``out_dir`` stay.
     """
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     conversion = convert_checkpoint(checkpoint)

@@ -23,7 +23,7 @@ import torch
 
 from ..checkpoint import FrozenEncoder, conv_geometry, file_sha256
 from ..device import resolve_device
-from ..errors import ExportError
+from ..errors import ExportError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,10 @@ HASHED_SUFFIXES = (".json", ".safetensors", ".bin")  # config, preprocessor conf
 
 class HFModelError(ExportError):
     """A folder that is not a usable transformers audio encoder; the message names the folder and the fix."""
+
+
+class HFModelNotFoundError(HFModelError, FileNotFoundError):
+    """A model folder (or its config.json) that does not exist."""
 
 
 def hf_hidden_states(model, audio: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
@@ -75,13 +79,13 @@ def read_config(folder: Path):
     from transformers import AutoConfig
 
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{folder}: no config.json; pass a transformers model folder (e.g. written by "
+        raise HFModelNotFoundError(f"{folder}: no config.json; pass a transformers model folder (e.g. written by "
                                 f"music-ssl-export-hf or downloaded with huggingface-cli download).")
     try:
         config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as err:  # invalid JSON, unknown model_type
         raise HFModelError(f"{folder}: config.json is not a config this transformers knows "
-                           f"({str(err).strip().splitlines()[0]}); re-export or re-download the folder.") from err
+                           f"({one_line(err)}); re-export or re-download the folder.") from err
     if not all(hasattr(config, a) for a in ("conv_dim", "conv_kernel", "conv_stride", "num_hidden_layers",
                                             "hidden_size")):
         raise HFModelError(f"{folder}: model_type '{config.model_type}' is not a wav2vec2-family audio encoder "
@@ -110,6 +114,8 @@ class HFEncoder(FrozenEncoder):
         self.frame_rate = self.sample_rate / self.stride
         self.num_layers = int(config.num_hidden_layers)
         self.dim = int(config.hidden_size)
+        self.cnn = False  # FrozenEncoder's raw-conv-output mode is not offered for transformers folders
+        self.num_states = self.num_layers + 1
 
     @classmethod
     def from_pretrained(cls, model_dir, device=None) -> "HFEncoder":
@@ -121,7 +127,7 @@ class HFEncoder(FrozenEncoder):
         try:
             model = AutoModel.from_pretrained(str(folder), config=config, local_files_only=True, dtype=torch.float32)
         except (OSError, ValueError) as err:  # no / unreadable weight file, weights not matching the config
-            raise HFModelError(f"{folder}: cannot load the weights ({str(err).strip().splitlines()[0]}); re-export "
+            raise HFModelError(f"{folder}: cannot load the weights ({one_line(err)}); re-export "
                                f"or re-download the folder.") from err
         device = resolve_device(device)
         sample_rate, normalize = read_preprocessor(folder)

@@ -2,10 +2,14 @@
 ``dict.km.txt`` in fairseq's format (one line of space-separated ints per manifest row; ``"<id> 1"`` per cluster).
 
 Frames are labelled in blocks of whole rows (about ``BLOCK_BYTES`` of features per device call). Shard label files
-``{split}_{rank}_{nshard}.km`` are written atomically with a marker keyed on the model and the feature shard,
-so re-running skips complete shards.
+``{split}_{rank}_{nshard}.km`` are written atomically with a marker (``.km.done``, JSON) keyed on the model and the
+feature shard, so re-running skips complete shards. The marker also carries the model's key, k, frame rate and the
+feature settings; ``merge`` refuses shards whose markers disagree (two k-means models, or two feature settings)
+and writes the same provenance beside the merged file as ``{split}.km.json``. ``apply`` refuses features made with
+settings other than those the model was fitted on.
 """
 import hashlib
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -18,7 +22,7 @@ from ..data.atomic import atomic_path, write_text_atomic
 from .errors import LabelPrepError
 from .features import load_shard
 from .model import KMeansModel
-from .shards import fingerprint, is_done, mark_done, read_marker, shard_stem
+from .shards import clear_marker, fingerprint, is_done, mark_done, read_marker, shard_stem
 
 logger = logging.getLogger(__name__)
 
@@ -55,15 +59,14 @@ def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, 
     """
     model = KMeansModel.load(km_path)
     feats, lengths, marker = load_shard(feat_dir, split, nshard, rank)
-    if feats.shape[1] != model.dim:
-        raise LabelPrepError(f"{km_path}: centroids are {model.dim}-d but {feat_dir} holds {feats.shape[1]}-d "
-                             f"features; fit the model on these features (same --feature settings).")
+    check_model_fits_features(model, km_path, feats, marker, feat_dir)
     out = label_path(lab_dir, split, nshard, rank)
     key = fingerprint({"model": model_key(model), "features": marker["key"]})
     write_dictionary(lab_dir, model.k)
     if is_done(out, key):
         logger.info("%s: complete, skipped", out)
         return out
+    clear_marker(out)  # from here until mark_done the shard is incomplete (a kill → redone on the next run)
     predict, names = model.predictor(device), np.array([str(i) for i in range(model.k)], dtype=object)
     offsets = np.concatenate([[0], np.cumsum(lengths)])  # (R + 1,)
     with atomic_path(out) as tmp, open(tmp, "w") as f, tqdm(total=int(offsets[-1]), desc=out.stem, unit="frame",
@@ -72,8 +75,26 @@ def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, 
             labels = predict(feats[offsets[first]: offsets[last]])  # (frames of the block,)
             f.write(format_lines(names[labels], lengths[first:last]))
             bar.update(len(labels))
-    mark_done(out, key, rows=len(lengths), frames=int(offsets[-1]))
+    mark_done(out, key, rows=len(lengths), frames=int(offsets[-1]), **provenance(model, marker))
     return out
+
+
+def provenance(model: KMeansModel, feature_marker: dict) -> dict:
+    """What a label shard (and a merged ``{split}.km``) was made with: model key, k, label rate, feature settings."""
+    return {"model_key": model_key(model), "k": model.k, "label_rate": model.frame_rate,
+            "feature_settings": feature_marker["features"]}
+
+
+def check_model_fits_features(model: KMeansModel, km_path, feats: np.ndarray, marker: dict, feat_dir) -> None:
+    """Raise unless the features have the model's dimension and (when it records them) its feature settings."""
+    if feats.shape[1] != model.dim:
+        raise LabelPrepError(f"{km_path}: centroids are {model.dim}-d but {feat_dir} holds {feats.shape[1]}-d "
+                             f"features; fit the model on these features (same --feature settings).")
+    fitted_on = json.loads(model.metadata["features"]) if "features" in model.metadata else None
+    if fitted_on is not None and fingerprint(fitted_on) != fingerprint(marker["features"]):
+        raise LabelPrepError(f"{km_path}: fitted on features {fitted_on} but {feat_dir} holds features "
+                             f"{marker['features']}; extract the features with the model's settings or refit "
+                             f"the model on these features.")
 
 
 def format_lines(words: np.ndarray, lengths: np.ndarray) -> str:
@@ -92,14 +113,45 @@ def write_dictionary(out_dir, k: int) -> Path:
 def merge_stage(lab_dir, split: str, nshard: int, out_dir=None) -> Path:
     """Concatenate complete shard label files into ``{out_dir or lab_dir}/{split}.km`` (atomically)."""
     shards = [label_path(lab_dir, split, nshard, rank) for rank in range(nshard)]
-    missing = [p for p in shards if read_marker(p) is None]
+    markers = [read_marker(p) for p in shards]
+    missing = [p for p, m in zip(shards, markers) if m is None]
     if missing:
         raise LabelPrepError(f"{missing[0]}: label shard missing or incomplete ({len(missing)} of {nshard}); run "
                              f"the apply stage for it first.")
+    made_with = check_same_provenance(shards, markers)
     out = Path(out_dir or lab_dir) / f"{split}.km"
+    sidecar = out.with_name(out.name + ".json")
+    sidecar.unlink(missing_ok=True)  # the sidecar vouches for the merged file: written only after it
     with atomic_path(out) as tmp, open(tmp, "wb") as merged:
         for shard in shards:
             with open(shard, "rb") as f:
                 shutil.copyfileobj(f, merged)
+    write_text_atomic(sidecar, json.dumps({**made_with, "shards": nshard}, sort_keys=True, indent=1) + "\n")
     logger.info("%s: merged %d shards", out, nshard)
     return out
+
+
+PROVENANCE_KEYS = ("model_key", "k", "label_rate", "feature_settings")
+
+
+def check_same_provenance(paths, markers) -> dict:
+    """The provenance all ``markers`` (label shards or merged sidecars) share; LabelPrepError naming two that differ."""
+    made_with = [{key: m.get(key) for key in PROVENANCE_KEYS} for m in markers]
+    for path, other in zip(paths[1:], made_with[1:]):
+        if other != made_with[0]:
+            what = [key for key in PROVENANCE_KEYS if other[key] != made_with[0][key]]
+            raise LabelPrepError(f"{path}: made with a different {' and '.join(what).replace('_', ' ')} than "
+                                 f"{paths[0]} ({other[what[0]]} vs {made_with[0][what[0]]}); rerun the apply stage "
+                                 f"for every shard with one k-means model on features of one setting.")
+    return made_with[0]
+
+
+def check_splits_agree(lab_dir, splits) -> None:
+    """Raise unless the merged ``{split}.km`` files of ``lab_dir`` come from one model (their ``.km.json`` sidecars).
+
+    Files without a sidecar (written by other tools) are not compared.
+    """
+    sidecars = [Path(lab_dir) / f"{split}.km.json" for split in splits]
+    present = [p for p in sidecars if p.is_file()]
+    if present:
+        check_same_provenance(present, [json.loads(p.read_text()) for p in present])

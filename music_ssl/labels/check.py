@@ -8,6 +8,7 @@ reference CSV with a class per file — cluster purity and PNMI (phone-normalise
 in the HuBERT paper, with classes instead of phones).
 """
 import csv
+import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
@@ -142,11 +143,27 @@ def purity_and_pnmi(joint: np.ndarray) -> Tuple[float, float]:
     return float(joint.max(1).sum() / total), mutual / h_class if h_class > 0 else float("nan")
 
 
+def check_provenance(km_path: Path, k: int, label_rate: float) -> None:
+    """Raise if the ``.km.json`` sidecar written by ``merge`` (when present) disagrees with dict.km.txt's ``k`` or
+    with ``label_rate``."""
+    sidecar = km_path.with_name(km_path.name + ".json")
+    if not sidecar.is_file():
+        return
+    made_with = json.loads(sidecar.read_text())
+    if made_with.get("k") not in (None, k):
+        raise LabelPrepError(f"{km_path}: made by a k={made_with['k']} model ({sidecar.name}) but dict.km.txt has "
+                             f"{k} ids; write dict.km.txt with these labels (music-ssl-kmeans apply).")
+    if made_with.get("label_rate") not in (None, label_rate):
+        raise LabelPrepError(f"{km_path}: labels at {made_with['label_rate']:g} Hz ({sidecar.name}), checked at "
+                             f"{label_rate:g} Hz; pass --label-rate {made_with['label_rate']:g} (task.label_rate).")
+
+
 def check_stage(tsv_dir, lab_dir, split: str, label_rate: float, sample_rate: int = SAMPLE_RATE,
                 tolerance: float = TOLERANCE_SECONDS, reference=None, reference_column: str = "label") -> ClusterReport:
     """Raise unless ``{lab_dir}/{split}.km`` aligns with ``{tsv_dir}/{split}.tsv``; return its quality report."""
     tsv, km = Path(tsv_dir) / f"{split}.tsv", Path(lab_dir) / f"{split}.km"
     k = dictionary_size(Path(lab_dir) / "dict.km.txt")
+    check_provenance(km, k, label_rate)
     check_label_alignment(str(tsv), str(km), label_rate, sample_rate, tolerance)
     classes, names = (None, [])
     if reference is not None:

@@ -20,7 +20,7 @@ from ..data.audio import read_training_audio
 from ..data.errors import AudioError
 from ..data.manifest import read_manifest, shard_range
 from .errors import LabelPrepError
-from .shards import fingerprint, is_done, mark_done, read_marker, shard_stem
+from .shards import clear_marker, fingerprint, is_done, mark_done, read_marker, shard_stem
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +80,7 @@ def dump_features(tsv_dir, split: str, nshard: int, rank: int, feat_dir, extract
     frames = np.asarray([extractor.frames(int(n)) for n in sizes], dtype=np.int64)  # (R,)
     check_frame_counts(manifest, start, frames)
     logger.info("%s: rows %d-%d of %d, %d frames x %d", npy, start, end, len(manifest), frames.sum(), extractor.dim)
+    clear_marker(npy)  # from here until mark_done the shard is incomplete (a kill → redone on the next run)
     with atomic_path(npy) as tmp:
         fill_features(tmp, manifest, start, frames, extractor, desc=npy.stem)
     write_text_atomic(lengths_path, "".join(f"{n}\n" for n in frames))

@@ -2,28 +2,30 @@
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 from .errors import LabelPrepError
 from .kmeans import fit_torch
 from .model import KMeansModel
-from .sampling import load_split, sample_frames, shards_key
+from .sampling import FRAMES_PER_CLUSTER, MAX_SAMPLE_GB, load_split, sample_cap, sample_frames, shards_key
 from .shards import fingerprint
 
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "sklearn")
-MIN_FRAMES_PER_CLUSTER = 50  # the sample holds at least this many frames per cluster when the data has them
 
 
 def fit_stage(feat_dir, split: str, nshard: int, km_path, n_clusters: int, percent: float = 0.1,
-              max_frames: int = 1_000_000, seed: int = 0, backend: str = "torch", device="auto",
-              max_iter: int = 100, tol: float = 1e-3) -> KMeansModel:
+              max_frames: Optional[int] = None, seed: int = 0, backend: str = "torch", device="auto",
+              max_iter: int = 100, tol: float = 1e-3, max_sample_gb: float = MAX_SAMPLE_GB) -> KMeansModel:
     """Fit k-means on a sample of ``{feat_dir}/{split}_*_{nshard}.npy`` and save it to ``km_path``.
 
     Args:
         n_clusters: k.
-        percent: fraction of the split's frames to fit on, in (0, 1]; at least ``MIN_FRAMES_PER_CLUSTER`` × k
-            frames (or all) and at most ``max_frames`` (memory: max_frames × D × 4 bytes).
+        percent: fraction of the split's frames to fit on, in (0, 1] (default 0.1, fairseq's recipe); the sample
+            holds at least ``FRAMES_PER_CLUSTER`` (256) × k frames (or all), at most ``max_frames`` (default: no
+            fixed cap) and at most what fits in ``max_sample_gb`` GiB of float32 (default 8) — the rule of
+            :mod:`music_ssl.labels.sampling`.
         backend: ``torch`` (k-means++ then Lloyd, GPU when present) or ``sklearn`` (fairseq's MiniBatchKMeans).
         device: for the torch backend: ``auto``, ``cuda``, ``cpu``.
         max_iter, tol: torch backend's Lloyd iterations and relative-inertia stopping threshold.
@@ -32,17 +34,27 @@ def fit_stage(feat_dir, split: str, nshard: int, km_path, n_clusters: int, perce
     """
     if backend not in BACKENDS:
         raise LabelPrepError(f"--backend {backend!r}: unknown; choose {' or '.join(BACKENDS)}.")
-    if n_clusters < 1 or max_frames < n_clusters:
-        raise LabelPrepError(f"--n-clusters {n_clusters} with --max-frames {max_frames}: need 1 <= k <= max-frames.")
+    if n_clusters < 1 or (max_frames is not None and max_frames < n_clusters) or max_sample_gb <= 0:
+        raise LabelPrepError(f"--n-clusters {n_clusters} with --max-frames {max_frames} and --max-sample-gb "
+                             f"{max_sample_gb}: need 1 <= k <= max-frames and a positive memory budget.")
     settings = {"n_clusters": n_clusters, "percent": percent, "max_frames": max_frames, "seed": seed,
-                "backend": backend, "max_iter": max_iter, "tol": tol}
-    key = fingerprint({"features": shards_key(load_split(feat_dir, split, nshard)), **settings})
+                "backend": backend, "max_iter": max_iter, "tol": tol, "max_sample_gb": max_sample_gb}
+    shards = load_split(feat_dir, split, nshard)
+    key = fingerprint({"features": shards_key(shards), **settings})
     if Path(km_path).is_file():
         previous = KMeansModel.load(km_path)
         if previous.metadata.get("fit_key") == key:
             logger.info("%s: fitted with these settings on these features, skipped", km_path)
             return previous
-    sample = sample_frames(feat_dir, split, nshard, percent, max_frames, MIN_FRAMES_PER_CLUSTER * n_clusters, seed)
+    cap = sample_cap(shards[0][0].shape[1], max_frames, max_sample_gb)
+    if cap < n_clusters:
+        raise LabelPrepError(f"--max-sample-gb {max_sample_gb}: holds only {cap} frames of "
+                             f"{shards[0][0].shape[1]}-d features for k={n_clusters}; raise it.")
+    if cap < FRAMES_PER_CLUSTER * n_clusters:
+        logger.warning("sample capped at %d frames (--max-frames / --max-sample-gb): fewer than %d per cluster",
+                       cap, FRAMES_PER_CLUSTER)
+    del shards
+    sample = sample_frames(feat_dir, split, nshard, percent, cap, FRAMES_PER_CLUSTER * n_clusters, seed)
     if len(sample.frames) < n_clusters:
         raise LabelPrepError(f"{feat_dir}: {split} has only {sample.total} frames for k={n_clusters} clusters; lower "
                              f"--n-clusters or add audio.")

@@ -25,7 +25,7 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from ..data.atomic import atomic_path
+from ..data.atomic import atomic_path, file_mode
 from .errors import LabelPrepError
 from ..device import resolve_device
 from .kmeans import nearest
@@ -61,7 +61,7 @@ class KMeansModel:
         with atomic_path(Path(path)) as tmp:
             save_file({"centroids": np.ascontiguousarray(self.centroids, np.float32)}, str(tmp),
                       metadata={"format": FORMAT, **self.metadata})
-            os.chmod(tmp, 0o644)  # safetensors creates the file owner-only
+            os.chmod(tmp, file_mode())  # safetensors creates the file owner-only; follow the umask
 
     @classmethod
     def load(cls, path) -> "KMeansModel":

@@ -23,10 +23,11 @@ from ..data.atomic import write_text_atomic
 from ..data.audio import SAMPLE_RATE
 from ..data.label_alignment import TOLERANCE_SECONDS
 from ..data.manifest import read_manifest
-from .apply import apply_stage, merge_stage, write_dictionary
+from .apply import apply_stage, check_splits_agree, merge_stage, write_dictionary
 from .check import ClusterReport, check_stage
 from .features import dump_features, make_extractor
 from .fit import fit_stage
+from .sampling import MAX_SAMPLE_GB
 from ..device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -48,13 +49,15 @@ def features_all(tsv_dir, splits: Sequence[str], nshard: int, feat_dir: Path, ex
 
 def run_all(tsv_dir, out_dir, feature: str = "mfcc", n_mfcc: int = 13, checkpoint=None, layer: Optional[int] = None,
             n_clusters: int = 500, splits: Sequence[str] = ("train", "valid"), nshard: int = 1, percent: float = 0.1,
-            max_frames: int = 1_000_000, backend: str = "torch", device: str = "auto", seed: int = 0,
+            max_frames: Optional[int] = None, backend: str = "torch", device: str = "auto", seed: int = 0,
             feat_dir=None, chunk_seconds: float = 30.0, max_iter: int = 100, tol: float = 1e-3, reference=None,
-            reference_column: str = "label", tolerance: float = TOLERANCE_SECONDS) -> Dict[str, ClusterReport]:
+            reference_column: str = "label", tolerance: float = TOLERANCE_SECONDS,
+            max_sample_gb: float = MAX_SAMPLE_GB) -> Dict[str, ClusterReport]:
     """Labels for every split of ``tsv_dir`` in ``out_dir``; k-means is fitted on the first split.
 
     See :func:`music_ssl.labels.features.make_extractor` (feature, n_mfcc, checkpoint, layer, chunk_seconds),
-    :func:`music_ssl.labels.fit.fit_stage` (n_clusters, percent, max_frames, backend, seed, max_iter, tol) and
+    :func:`music_ssl.labels.fit.fit_stage` (n_clusters, percent, max_frames, max_sample_gb, backend, seed,
+    max_iter, tol) and
     :func:`music_ssl.labels.check.check_stage` (reference, reference_column, tolerance). Returns the reports.
     """
     out_dir = Path(out_dir)
@@ -65,12 +68,13 @@ def run_all(tsv_dir, out_dir, feature: str = "mfcc", n_mfcc: int = 13, checkpoin
     features_all(tsv_dir, splits, nshard, feat_dir, dict(feature=feature, n_mfcc=n_mfcc, checkpoint=checkpoint,
                                                          layer=layer, device=device, chunk_seconds=chunk_seconds))
     model = fit_stage(feat_dir, splits[0], nshard, out_dir / MODEL_NAME, n_clusters, percent, max_frames, seed,
-                      backend, device, max_iter, tol)
+                      backend, device, max_iter, tol, max_sample_gb)
     for split in splits:
         for rank in range(nshard):
             apply_stage(feat_dir, split, out_dir / MODEL_NAME, nshard, rank, out_dir / "shards", device)
         merge_stage(out_dir / "shards", split, nshard, out_dir)
     write_dictionary(out_dir, model.k)
+    check_splits_agree(out_dir, splits)
     reports = {split: check_stage(tsv_dir, out_dir, split, model.frame_rate, SAMPLE_RATE, tolerance, reference,
                                   reference_column) for split in splits}
     write_text_atomic(out_dir / "report.json", json.dumps({s: r.to_dict() for s, r in reports.items()}, indent=1))

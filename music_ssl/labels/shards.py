@@ -3,7 +3,9 @@
 Files of shard ``rank`` of ``nshard`` are named ``{split}_{rank}_{nshard}.*`` as in fairseq's
 ``simple_kmeans``. Each output is written atomically, then a ``NAME.done`` marker (JSON) records the key
 of the inputs it was made from. A stage skips an output whose marker holds the current key and redoes it
-otherwise (missing marker = interrupted, other key = stale inputs or settings).
+otherwise (missing marker = interrupted, other key = stale inputs or settings). A stage removes the marker
+before it rewrites an output (:func:`clear_marker`), so a run killed after replacing the output but before
+writing the new marker can never leave the old marker vouching for the new file.
 """
 import hashlib
 import json
@@ -43,6 +45,11 @@ def is_done(path: Path, key: str) -> bool:
     """Whether ``path`` is complete and was made from inputs with ``key``."""
     marker = read_marker(path)
     return marker is not None and marker.get("key") == key
+
+
+def clear_marker(path: Path) -> None:
+    """Remove the marker of ``path`` (before rewriting it): until the new marker exists, ``path`` is incomplete."""
+    marker_path(Path(path)).unlink(missing_ok=True)
 
 
 def mark_done(path: Path, key: str, **info) -> None:
