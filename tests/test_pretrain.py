@@ -44,7 +44,7 @@ def test_label_rate_mismatch_fails_at_load_with_the_rate_it_found(tmp_path, sess
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "train.km" in proc.stderr or "valid.km" in proc.stderr
-    assert "look like 50.0 Hz" in proc.stderr and "task.label_rate" in proc.stderr
+    assert "align at 50 Hz" in proc.stderr and "task.label_rate=50" in proc.stderr
 
 
 def compose_pretrain(name: str, *overrides: str):

@@ -99,7 +99,7 @@ def resolve_config(cfg) -> dict:
         merged = OmegaConf.merge(OmegaConf.structured(ProbeRunConfig), cfg)
         out = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as err:
-        message = str(err).splitlines()[0]
+        message = " / ".join(line.strip() for line in str(err).splitlines() if line.strip())
         hint = ("set it on the command line (key=value)" if "Missing mandatory value" in message
                 else "see music_ssl/probe/config.py for the keys and types")
         raise ProbeConfigError(f"probe config: {message}; {hint}.") from None

@@ -89,7 +89,7 @@ class EncoderSource(FeatureSource):
                 else:
                     self._encoder = HFEncoder.from_pretrained(self.path, device=self.device)
             except (CheckpointError, HFModelError, FileNotFoundError) as err:
-                raise ProbeDataError(str(err).splitlines()[0]) from err
+                raise ProbeDataError(" / ".join(str(err).split("\n"))) from err
         return self._encoder
 
     def _select(self, states: list) -> list:
