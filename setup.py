@@ -4,7 +4,7 @@ The dependency stack is pinned in one place, ``requirements.txt``; this file rea
 """
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 
@@ -19,7 +19,8 @@ setup(
     name="music-ssl",
     version="0.1.0",
     description="Self-supervised music audio pretraining (music2vec, MusicHuBERT) and MIR probing on fairseq",
-    packages=find_packages(include=["music_ssl", "music_ssl.*"]),  # tools/ are checkout shims, not installed
+    # tools/ are checkout shims, not installed; music_ssl/config/** are data folders (namespace packages)
+    packages=find_namespace_packages(include=["music_ssl", "music_ssl.*"], exclude=["*.__pycache__"]),
     python_requires="==3.12.*",
     install_requires=read_requirements("requirements.txt"),
     extras_require={
@@ -37,6 +38,7 @@ setup(
             "music-ssl-config-dir=music_ssl.cli.config_dir:cli",
         ]
     },
-    package_data={"music_ssl": ["config/**/*.yaml"]},  # the shipped hydra configs (music-ssl-config-dir)
+    package_data={"music_ssl.config": ["**/*.yaml"],  # the shipped hydra configs (music-ssl-config-dir)
+                  "music_ssl.probe": ["published/*.csv"]},  # the papers' result tables (probe report)
     include_package_data=True,
 )

@@ -18,6 +18,8 @@ from fairseq.data.dictionary import Dictionary
 
 import fairseq.examples.data2vec.models.data2vec_audio  # noqa: F401  (registers "data2vec_audio")
 
+from . import fairseq_patches  # noqa: F401,E402  (atomic checkpoint copies, one music_ssl as user_dir)
+
 __version__ = "0.1.0"
 logger = logging.getLogger(__name__)
 

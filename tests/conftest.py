@@ -4,6 +4,7 @@ Everything here writes the on-disk formats users have (fairseq ``{split}.tsv``/`
 so tests exercise the same readers as real runs.
 """
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -94,6 +95,70 @@ def audio_corpus(tmp_path):
         write_manifest(data / f"{split}.tsv", audio, paths)
         write_random_labels(data / f"{split}.tsv", data / f"{split}.km", 50, 8)
     return data
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now (for a rendezvous of test workers)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def two_worker_corpus(tmp_path: Path) -> Path:
+    """16 train + 2 valid clips of 2 s with k=8 labels at 50 Hz: one batch of 8 crops per worker for 2 workers."""
+    data, audio = tmp_path / "data", tmp_path / "audio"
+    data.mkdir()
+    for split, n in (("train", 16), ("valid", 2)):
+        write_manifest(data / f"{split}.tsv", audio, write_clips(audio / split, n, 2.0, seed=len(split)))
+        write_random_labels(data / f"{split}.tsv", data / f"{split}.km", 50, 8)
+    return data
+
+
+def num_updates(checkpoint: Path) -> int:
+    """Updates done when ``checkpoint`` was written (fairseq's optimizer history)."""
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    return state["optimizer_history"][-1]["num_updates"]
+
+
+def tensorboard_scalars(folder: Path) -> dict[str, dict[int, float]]:
+    """{tag: {step: value}} of every scalar in the TFRecord event files of ``folder`` (tensorboardX's protobuf)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, dict[int, float]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):  # record: u64 length, u32 crc, payload, u32 crc
+            (length,) = struct.unpack("<Q", data[pos:pos + 8])
+            event = event_pb2.Event.FromString(data[pos + 12:pos + 12 + length])
+            pos += 16 + length
+            for value in event.summary.value:
+                if value.WhichOneof("value") == "simple_value":
+                    scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+    return scalars
+
+
+def wandb_offline_records(run_dir: Path) -> list:
+    """The protobuf records of an offline wandb run (``run-*.wandb``: wandb's LevelDB-log framing, 32 KiB blocks)."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, header = next(run_dir.glob("run-*.wandb")).read_bytes(), 32768, 7
+    records, pos, chunk = [], header, b""
+    while pos + header <= len(data):
+        room = block - pos % block
+        _crc, length, kind = struct.unpack("<IHB", data[pos:pos + header])
+        if room < header or (length == 0 and kind == 0):  # block padding
+            pos += room
+            continue
+        chunk += data[pos + header:pos + header + length]
+        pos += header + length
+        if kind in (1, 4):  # FULL or LAST fragment
+            records.append(wandb_internal_pb2.Record.FromString(chunk))
+            chunk = b""
+    return records
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
