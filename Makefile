@@ -4,7 +4,7 @@ ENV_SCRIPT := tools/make_env.sh
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: env test demo
+.PHONY: env test demo wheelhouse
 env:  ## create or reuse the pinned virtual environment; its directory is the last line printed
 	@bash $(ENV_SCRIPT)
 
@@ -15,3 +15,6 @@ test:  ## set up, then run the whole test suite (slow tests included)
 demo:  ## set up, then run the whole pipeline on the embedded demo corpus
 	@set -o pipefail; venv=$$(bash $(ENV_SCRIPT) | tail -n 1) && \
 	  PATH="$$venv/bin:$$PATH" "$$venv/bin/python" -m music_ssl.cli.demo $(DEMO_ARGS)
+
+wheelhouse:  ## cp312 wheels the GPU device run needs beyond its image (benchmarks/wheelhouse.txt) + this package, into .whl/
+	@set -o pipefail; venv=$$(bash $(ENV_SCRIPT) | tail -n 1) && bash benchmarks/wheelhouse.sh "$$venv/bin/python" .whl

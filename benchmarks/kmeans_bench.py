@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from music_ssl.labels.kmeans import fit_torch, nearest, resolve_device  # noqa: E402
 from music_ssl.labels.kmeans_sklearn import FAIRSEQ_SETTINGS  # noqa: E402
 from music_ssl.labels.model import KMeansModel  # noqa: E402
+from music_ssl.labels.sampling import FRAMES_PER_CLUSTER, default_sample_size  # noqa: E402
 
 DEFAULT_CASES = ["1000000,39,500", "1000000,768,2000"]
 
@@ -139,11 +140,51 @@ def apply_case(spec: str, device: torch.device, seed: int, repeats: int = 3) -> 
     return row
 
 
+def usage_stats(labels: np.ndarray, k: int) -> tuple:
+    """(dead clusters, usage perplexity = exp(entropy of the label histogram); k when all are used equally)."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    p = counts[counts > 0] / counts.sum()
+    return int((counts == 0).sum()), float(np.exp(-(p * np.log(p)).sum()))
+
+
+def sample_sweep(spec: str, device: torch.device, seed: int) -> list:
+    """Fit on samples of growing size (frames per cluster: 8, 32, the 10% of fairseq's recipe, 100, 256 = our
+    default floor, all) and measure each fit on ALL N frames: inertia relative to the all-frames fit, dead clusters
+    and usage perplexity. Shows what ``music_ssl.labels.sampling``'s rule buys over a smaller sample."""
+    n, dim, k = (int(v) for v in spec.split(","))
+    x = synthetic_frames(n, dim, k, seed)
+    rng = np.random.default_rng(seed)
+    sizes = {f"{m} per cluster": m * k for m in (8, 32, 100, FRAMES_PER_CLUSTER)}
+    sizes["10% (fairseq)"] = int(np.ceil(0.1 * n))
+    sizes["default rule"] = default_sample_size(n, dim, k)
+    sizes["all frames"] = n
+    rows = []
+    for name, size in sorted(sizes.items(), key=lambda item: item[1]):
+        size = min(size, n)
+        sample = x[np.sort(rng.choice(n, size, replace=False))] if size < n else x
+        start = time.perf_counter()
+        fit = fit_torch(sample, k, seed=seed, device=device)
+        fit_s = time.perf_counter() - start
+        labels, dists = nearest(torch.from_numpy(x).to(device), torch.from_numpy(fit.centroids).to(device))
+        dead, perplexity = usage_stats(labels.cpu().numpy(), k)
+        rows.append({"case": f"{n}x{dim} k={k}", "sample": name, "frames": size, "fit_s": fit_s,
+                     "inertia": float(dists.double().mean()), "dead": dead, "usage_perplexity": perplexity})
+    full = rows[-1]["inertia"]
+    for row in rows:
+        row["inertia_vs_all"] = row["inertia"] / full
+        print(f"{row['case']:>20s}  {row['sample']:>16s}  {row['frames']:>9d} frames  fit {row['fit_s']:7.2f} s  "
+              f"inertia {row['inertia_vs_all']:.4f}x all-frames fit  dead {row['dead']:>4d}  "
+              f"usage perplexity {row['usage_perplexity']:7.1f}/{k}", flush=True)
+    return rows
+
+
 def main(case=None, device: str = "auto", threads: int = None, seed: int = 0, skip_sklearn: bool = False,
          apply_only: bool = False, sample_sweep_case=None) -> list:
-    if sample_sweep_case:  # the labels-sampling helper's option; its function is not in this file (yet)
-        raise SystemExit("error: --sample-sweep is not implemented in this version of kmeans_bench.py")
     device = resolve_device(device)
+    if sample_sweep_case:
+        if threads:
+            torch.set_num_threads(threads)
+        return [row for spec in sample_sweep_case for row in sample_sweep(spec, device, seed)]
     if threads:
         torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):  # sklearn's OpenMP/BLAS get the same threads as torch

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from music_ssl.probe.data import ProbeData, SplitArrays  # noqa: E402
-from music_ssl.probe.features.encoder_source import default_device  # noqa: E402
+from music_ssl.device import resolve_device  # noqa: E402
 from music_ssl.probe.metrics import accuracy  # noqa: E402
 from music_ssl.probe.protocols import expand, get_protocol  # noqa: E402
 from music_ssl.probe.task_types import TASK_TYPES  # noqa: E402
@@ -67,7 +67,7 @@ def test_accuracy(logits: np.ndarray, data: ProbeData) -> np.ndarray:
 
 def main(clips=930, layers=13, dim=768, classes=10, configs=216, max_epochs=500.0, patience=256, eval_every=8,
          sequential=64, device="auto", seed=0) -> dict:
-    device = default_device(device)
+    device = resolve_device(device)
     data = synthetic_task(clips, layers, dim, classes, device, seed)
     protocol = get_protocol("jukemir")
     settings = replace(protocol.settings, max_epochs=max_epochs, patience=patience, eval_every=eval_every)

@@ -8,8 +8,9 @@ counted with ``torch.utils.flop_counter`` (see ``step_flops``); MFU = FLOP/s ÷ 
     python benchmarks/train_throughput.py                       # GPU: base models, 30-s and mixed 4-30 s clips
     python benchmarks/train_throughput.py --preset tiny --steps 3 --clips 8   # CPU smoke run
 
-Stock arms use fairseq's fp16 (as its recipes); ours use bf16 autocast with fp32 weights. Prints one row per
-arm and the ratio ours / stock for each (model family, max_tokens, clip set).
+Stock arms use fairseq's fp16 (as its recipes); ours use bf16 autocast with fp32 weights and the speed options
+in ``OUR_MODEL_OPTIONS`` / ``OUR_TASK_OPTIONS`` (SDPA attention, fp32 positional conv, seeded torch masks, shape
+bucketing). Prints one row per arm and the ratio ours / stock for each (model family, max_tokens, clip set).
 """
 import argparse
 import logging
@@ -34,7 +35,11 @@ PRESETS = {  # family -> (our config, stock model name, stock task name)
     "tiny": {"hubert": "music_hubert_tiny", "data2vec": "music2vec_tiny"},
 }
 STOCK = {"hubert": ("hubert", "hubert_pretraining"), "data2vec": ("data2vec_audio", "audio_pretraining")}
-OUR_TASK_KEYS = ("crop_seconds", "label_tolerance", "bf16_autocast")
+OUR_TASK_KEYS = ("crop_seconds", "label_tolerance", "bf16_autocast", "bucket_seconds")
+# the speed options of the "ours" arms (music_ssl/models/fast_paths.py, masking.py, data/bucketing.py);
+# required_seq_len_multiple=1 drops the one masked pad frame that odd frame counts get (exact: it is masked and cut)
+OUR_MODEL_OPTIONS = {"sdpa_attention": True, "pos_conv_fp32": True, "seeded_masks": True, "required_seq_len_multiple": 1}
+OUR_TASK_OPTIONS = {"bucket_seconds": 2.0}
 
 
 def write_corpus(root: Path, clips: int, mixed: bool, crop_seconds: float, k: int = 500) -> Path:
@@ -43,7 +48,7 @@ def write_corpus(root: Path, clips: int, mixed: bool, crop_seconds: float, k: in
     root.mkdir(parents=True)
     rows, labels = [], []
     for i in range(clips):
-        seconds = rng.uniform(4.0, crop_seconds) if mixed else crop_seconds
+        seconds = rng.uniform(min(4.0, crop_seconds / 2), crop_seconds) if mixed else crop_seconds
         n = int(seconds * 16000)
         sf.write(root / f"{i}.flac", (0.1 * rng.standard_normal(n)).astype(np.float32), 16000)
         rows.append(f"{i}.flac\t{n}")
@@ -81,6 +86,8 @@ def arm_config(family: str, preset: str, stock: bool, data: Path, max_tokens: in
         cfg["common"]["fp16"] = gpu
     else:
         cfg["task"]["bf16_autocast"] = gpu
+        cfg["task"].update(OUR_TASK_OPTIONS, bucket_seconds=min(OUR_TASK_OPTIONS["bucket_seconds"], crop_seconds / 4))
+        cfg["model"].update(OUR_MODEL_OPTIONS, mask_seed=cfg["common"]["seed"])
     cfg["dataset"]["num_workers"] = 0
     return OmegaConf.create(cfg)
 

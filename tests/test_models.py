@@ -124,7 +124,7 @@ def test_label_rate_mismatch_names_the_file_and_the_rate_it_found(tmp_path):
     write_ramp_corpus(tmp_path)
     cfg = MusicHubertPretrainingConfig(data=str(tmp_path), labels=["km"], label_rate=100.0)
     task = MusicHubertPretrainingTask.setup_task(cfg)
-    with pytest.raises(ValueError, match=r"train\.km: 4 of 4 lines .* look like 50\.0 Hz"):
+    with pytest.raises(ValueError, match=r"train\.km: 4 of 4 lines .*(look like 50\.0 Hz|align at 50 Hz)"):
         task.load_dataset("train")
 
 
@@ -184,7 +184,10 @@ def test_bf16_autocast_flag_runs_bf16_matmuls_with_fp32_weights_and_grads(tmp_pa
         sample["net_input"]["mask_indices"] = torch.from_numpy(compute_mask_indices(
             (2, 49), None, 0.5, 3, min_masks=1, require_same_masks=True, seed=0, epoch=0, indices=torch.arange(2)))
         torch.manual_seed(1)
-        model = tiny_music2vec(instance_norm_target_layer=True)
+        # the positional convolution stays fp32 under autocast (model.pos_conv_fp32, the default): in bf16 this
+        # tiny model's two stacked pos-conv layers alone moved the loss by 2.5% (196.0 vs 191.3); with it the
+        # bf16 loss is within 0.01% of fp32 while every Linear still runs in bf16 (final_proj's dtype below)
+        model = tiny_music2vec(instance_norm_target_layer=True, pos_conv_fp32=True)
         model.final_proj.register_forward_hook(lambda m, i, o: dtypes.update({flag: o.dtype}))
         loss, _, _ = task.train_step(sample, model, ModelCriterion(task, loss_weights={}, log_keys=[]), PlainBackward(), update_num=0)
         losses[flag] = loss.item()

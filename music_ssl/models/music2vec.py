@@ -13,8 +13,11 @@ import torch
 import torch.distributed as dist
 from fairseq.examples.data2vec.models.data2vec_audio import Data2VecAudioConfig, Data2VecAudioModel
 from fairseq.models import register_model
+from omegaconf import II
 
+from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
+from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, check_seeded_mask_settings, span_mask
 
 
 @dataclass
@@ -25,6 +28,10 @@ class Music2VecConfig(Data2VecAudioConfig):
         default=8, metadata={"help": "teacher layers averaged into the target (music2vec: 8 base, 12 ablation)"})
     instance_norm_target_layer: bool = field(
         default=True, metadata={"help": "instance-normalise each teacher layer over time before averaging"})
+    sdpa_attention: bool = field(default=False, metadata={"help": SDPA_ATTENTION_HELP})
+    pos_conv_fp32: bool = field(default=True, metadata={"help": POS_CONV_FP32_HELP})
+    seeded_masks: bool = field(default=False, metadata={"help": SEEDED_MASKS_HELP})
+    mask_seed: int = field(default=II("common.seed"), metadata={"help": MASK_SEED_HELP})
 
 
 @register_model("music2vec", dataclass=Music2VecConfig)
@@ -35,11 +42,32 @@ class Music2VecModel(HiddenStatesMixin, Data2VecAudioModel):
         if not 1 <= cfg.average_top_k_layers <= cfg.encoder_layers:
             raise ValueError(f"model.average_top_k_layers={cfg.average_top_k_layers} must be in "
                              f"1..model.encoder_layers={cfg.encoder_layers}: set it to at most the number of layers.")
+        check_seeded_mask_settings(cfg)
         super().__init__(cfg)
+        apply_fast_paths(self.encoder, cfg.sdpa_attention, cfg.pos_conv_fp32)  # the EMA teacher copies it later
+        self.mask_ids = None  # (B,) sample ids of the batch being forwarded, for seeded masks
+
+    wants_mask_ids = property(lambda self: self.cfg.seeded_masks, doc="tasks pass net_input['mask_ids'] when True")
+
+    def forward(self, source, *args, mask_ids=None, **kwargs):
+        """The parent's forward; ``mask_ids`` (B,) are the samples' dataset ids, which seed their masks."""
+        self.mask_ids = mask_ids
+        try:
+            return super().forward(source, *args, **kwargs)
+        finally:
+            self.mask_ids = None
 
     def apply_mask(self, x, padding_mask, mask_indices=None, mask_channel_indices=None):
-        """The parent's masking, with ``x`` in the mask embedding's dtype (bf16 autocast makes x bf16)."""
-        return super().apply_mask(x.to(self.mask_emb.dtype), padding_mask, mask_indices, mask_channel_indices)
+        """The parent's masking, with ``x`` in the mask embedding's dtype (bf16 autocast makes x bf16) and, with
+        ``seeded_masks``, time masks from :func:`span_mask` (data2vec's settings: min_masks=1, its own
+        require_same_masks and mask_dropout)."""
+        x = x.to(self.mask_emb.dtype)
+        if self.cfg.seeded_masks and self.mask_prob > 0 and mask_indices is None:
+            mask_indices = span_mask(x.shape[:2], padding_mask, self.mask_prob, self.mask_length, min_masks=1,
+                                     require_same_masks=self.cfg.require_same_masks,
+                                     mask_dropout=self.cfg.mask_dropout, seed=self.cfg.mask_seed,
+                                     update=self.num_updates, ids=self.mask_ids, device=x.device)
+        return super().apply_mask(x, padding_mask, mask_indices, mask_channel_indices)
 
     @staticmethod
     def compute_var(y: torch.Tensor) -> torch.Tensor:

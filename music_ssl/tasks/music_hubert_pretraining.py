@@ -7,9 +7,12 @@ from fairseq.criterions.hubert_criterion import HubertCriterion
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
 
+from ..data.bucketing import BUCKET_SECONDS_HELP, maybe_bucket
 from ..data.crop import CROP_SECONDS_HELP, crop_samples
 from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment, check_label_vocabulary
+from ..data.preflight import preflight_manifest
 from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
+from .seeded_masks import MaskIdsMixin
 
 logger = logging.getLogger(__name__)
 
@@ -18,13 +21,14 @@ logger = logging.getLogger(__name__)
 class MusicHubertPretrainingConfig(HubertPretrainingConfig):
     crop_seconds: Optional[float] = field(default=None, metadata={"help": CROP_SECONDS_HELP})
     bf16_autocast: bool = field(default=False, metadata={"help": BF16_AUTOCAST_HELP})
+    bucket_seconds: Optional[float] = field(default=None, metadata={"help": BUCKET_SECONDS_HELP})
     label_tolerance: float = field(
         default=TOLERANCE_SECONDS,
         metadata={"help": "max |audio seconds − labels / label_rate| per row before loading fails (fairseq's 0.1 s)"})
 
 
 @register_task("music_hubert_pretraining", dataclass=MusicHubertPretrainingConfig)
-class MusicHubertPretrainingTask(Bf16AutocastMixin, HubertPretrainingTask):
+class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrainingTask):
     """Audio from ``{data}/{split}.tsv`` with frame labels ``{label_dir}/{split}.{label}`` checked before use.
 
     Iteration 1 uses 100 Hz MFCC k-means labels, iteration 2 50 Hz layer labels (``task.label_rate``);
@@ -45,9 +49,11 @@ class MusicHubertPretrainingTask(Bf16AutocastMixin, HubertPretrainingTask):
         return isinstance(criterion, HubertCriterion) or criterion.logging_outputs_can_be_summed()
 
     def load_dataset(self, split: str, **kwargs) -> None:
+        preflight_manifest(f"{self.cfg.data}/{split}.tsv", self.cfg.sample_rate, self.cfg.min_sample_size)
         if not self.cfg.fine_tuning:
             self.check_labels(split)
         super().load_dataset(split, **kwargs)
+        self.datasets[split] = maybe_bucket(self.datasets[split], self.cfg.bucket_seconds, self.cfg.sample_rate, split)
 
     def check_labels(self, split: str) -> None:
         """Label lines == manifest rows, durations agree at ``label_rate``, symbols are in the dictionary."""
