@@ -99,7 +99,10 @@ def resolve_config(cfg) -> dict:
         merged = OmegaConf.merge(OmegaConf.structured(ProbeRunConfig), cfg)
         out = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as err:
-        message = " / ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        key = getattr(err, "full_key", None)  # omegaconf appends full_key / object_type lines: keep the rest
+        lines = [line.strip() for line in str(err).splitlines()
+                 if line.strip() and not line.strip().startswith(("full_key:", "object_type=", "reference_type="))]
+        message = (f"{key}: " if key else "") + " / ".join(lines)
         hint = ("set it on the command line (key=value)" if "Missing mandatory value" in message
                 else "see music_ssl/probe/config.py for the keys and types")
         raise ProbeConfigError(f"probe config: {message}; {hint}.") from None
