@@ -128,6 +128,26 @@ SEEDED_MASKS_HELP = ("draw time masks with music_ssl.models.masking.span_mask (t
 MASK_SEED_HELP = "seed of the seeded masks (default: common.seed)"
 
 
+class MaskIdsMixin:
+    """Carries the batch's sample ids through the parent's ``forward`` to ``apply_mask``, which seeds masks with them.
+
+    The model sets ``self.seeded_masks``; the tasks pass ``net_input["mask_ids"]`` when ``wants_mask_ids``.
+    """
+
+    seeded_masks = False
+    mask_ids = None  # (B,) dataset ids of the batch being forwarded
+
+    wants_mask_ids = property(lambda self: self.seeded_masks, doc="tasks pass net_input['mask_ids'] when True")
+
+    def forward(self, source, *args, mask_ids=None, **kwargs):
+        """The parent's forward; ``mask_ids`` (B,) are the samples' dataset ids, which seed their masks."""
+        self.mask_ids = mask_ids
+        try:
+            return super().forward(source, *args, **kwargs)
+        finally:
+            self.mask_ids = None
+
+
 def check_seeded_mask_settings(cfg) -> None:
     """Raise ValueError when ``cfg.seeded_masks`` is on with a masking setting :func:`span_mask` does not draw."""
     if not cfg.seeded_masks:

@@ -17,7 +17,7 @@ from omegaconf import II
 
 from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
-from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, check_seeded_mask_settings, span_mask
+from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, MaskIdsMixin, check_seeded_mask_settings, span_mask
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Music2VecConfig(Data2VecAudioConfig):
 
 
 @register_model("music2vec", dataclass=Music2VecConfig)
-class Music2VecModel(HiddenStatesMixin, Data2VecAudioModel):
+class Music2VecModel(MaskIdsMixin, HiddenStatesMixin, Data2VecAudioModel):
     """data2vec-audio student + EMA teacher, for music (see module docstring)."""
 
     def __init__(self, cfg: Music2VecConfig):
@@ -45,24 +45,14 @@ class Music2VecModel(HiddenStatesMixin, Data2VecAudioModel):
         check_seeded_mask_settings(cfg)
         super().__init__(cfg)
         apply_fast_paths(self.encoder, cfg.sdpa_attention, cfg.pos_conv_fp32)  # the EMA teacher copies it later
-        self.mask_ids = None  # (B,) sample ids of the batch being forwarded, for seeded masks
-
-    wants_mask_ids = property(lambda self: self.cfg.seeded_masks, doc="tasks pass net_input['mask_ids'] when True")
-
-    def forward(self, source, *args, mask_ids=None, **kwargs):
-        """The parent's forward; ``mask_ids`` (B,) are the samples' dataset ids, which seed their masks."""
-        self.mask_ids = mask_ids
-        try:
-            return super().forward(source, *args, **kwargs)
-        finally:
-            self.mask_ids = None
+        self.seeded_masks = cfg.seeded_masks
 
     def apply_mask(self, x, padding_mask, mask_indices=None, mask_channel_indices=None):
         """The parent's masking, with ``x`` in the mask embedding's dtype (bf16 autocast makes x bf16) and, with
         ``seeded_masks``, time masks from :func:`span_mask` (data2vec's settings: min_masks=1, its own
         require_same_masks and mask_dropout)."""
         x = x.to(self.mask_emb.dtype)
-        if self.cfg.seeded_masks and self.mask_prob > 0 and mask_indices is None:
+        if self.seeded_masks and self.mask_prob > 0 and mask_indices is None:
             mask_indices = span_mask(x.shape[:2], padding_mask, self.mask_prob, self.mask_length, min_masks=1,
                                      require_same_masks=self.cfg.require_same_masks,
                                      mask_dropout=self.cfg.mask_dropout, seed=self.cfg.mask_seed,

@@ -13,7 +13,7 @@ from omegaconf import II
 
 from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
-from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, check_seeded_mask_settings, span_mask
+from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, MaskIdsMixin, check_seeded_mask_settings, span_mask
 
 
 @dataclass
@@ -27,7 +27,7 @@ class MusicHubertConfig(HubertConfig):
 
 
 @register_model("music_hubert", dataclass=MusicHubertConfig)
-class MusicHubertModel(HiddenStatesMixin, HubertModel):
+class MusicHubertModel(MaskIdsMixin, HiddenStatesMixin, HubertModel):
     """HuBERT for music (see module docstring)."""
 
     def __init__(self, cfg: MusicHubertConfig, task_cfg, dictionaries):
@@ -39,21 +39,11 @@ class MusicHubertModel(HiddenStatesMixin, HubertModel):
         apply_fast_paths(self.encoder, cfg.sdpa_attention, cfg.pos_conv_fp32)
         self.seeded_masks = cfg.seeded_masks
         self.mask_seed = cfg.mask_seed if cfg.seeded_masks else None  # read only when used: "${common.seed}"
-        self.num_updates, self.mask_ids = 0, None
-
-    wants_mask_ids = property(lambda self: self.seeded_masks, doc="tasks pass net_input['mask_ids'] when True")
+        self.num_updates = 0
 
     def set_num_updates(self, num_updates: int) -> None:
         super().set_num_updates(num_updates)
         self.num_updates = num_updates
-
-    def forward(self, source, *args, mask_ids=None, **kwargs):
-        """The parent's forward; ``mask_ids`` (B,) are the samples' dataset ids, which seed their masks."""
-        self.mask_ids = mask_ids
-        try:
-            return super().forward(source, *args, **kwargs)
-        finally:
-            self.mask_ids = None
 
     @classmethod
     def build_model(cls, cfg: MusicHubertConfig, task) -> "MusicHubertModel":
