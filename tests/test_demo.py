@@ -10,10 +10,11 @@ import soundfile as sf
 from music_ssl.checkpoint import FrozenEncoder
 from music_ssl.data.label_alignment import check_label_alignment
 from music_ssl.demo.pipeline import DemoSettings, StageRunner, Stage, plan, run_demo
-from music_ssl.demo.report import SOURCES
+from music_ssl.demo.report import SOURCES, curve, learning_summary, majority_rate, read_training_log
 
 pytestmark = pytest.mark.skipif(shutil.which("fluidsynth") is None, reason="needs FluidSynth (make env installs it)")
 
+TASKS = ("key", "instrument", "note_instrument", "pitch", "beat")
 SMALL = dict(n_pieces=12, n_notes=12, piece_seconds=4.0, n_clusters=8, label_layer=2, hubert_updates=4,
              music2vec_updates=4, probe_seeds=2, probe_epochs=4, device="cpu")
 
@@ -31,9 +32,11 @@ def test_every_stage_ran_and_the_report_lists_every_task_and_source(demo):
     text = report.read_text()
     for _stage, title in SOURCES:
         assert title in text
-    for task in ("key", "instrument", "pitch", "beat"):
+    for task in TASKS:
         assert f"| {task} |" in text
-    for png in ("loss_curves.png", "layers.png"):
+    for words in ("## Target", "majority label", "masked ÷ majority", "EMA decay", "What we expect"):
+        assert words in text
+    for png in ("loss_curves.png", "learning.png", "layers.png"):
         assert (settings.out_dir / png).stat().st_size > 1000
     markers = sorted(p.stem for p in (settings.out_dir / ".stages").glob("*.json"))
     assert markers == sorted(stage.name for stage in plan(settings))
@@ -80,10 +83,13 @@ def test_results_have_a_row_per_task_and_source(demo):
     settings, _ = demo
     results = json.loads((settings.out_dir / "results.json").read_text())
     for stage, _title in SOURCES:
-        assert sorted(results["selected"][stage]) == ["beat", "instrument", "key", "pitch"]
+        assert sorted(results["selected"][stage]) == sorted(TASKS)
         for row in results["selected"][stage].values():
             assert np.isfinite(row["test_mean"])
-    assert len(results["gains"]) == 2 * 4
+    assert len(results["gains"]) == 2 * len(TASKS)
+    hubert, m2v = results["pretraining"]["hubert_iter1"], results["pretraining"]["music2vec"]
+    assert 0 <= hubert["valid_masked_acc"] <= 1 and 0 < hubert["majority_rate"] <= 1
+    assert 0.99 <= m2v["ema_decay_first"] <= m2v["ema_decay_last"] <= 1
 
 
 @pytest.mark.slow
@@ -118,3 +124,40 @@ def test_failing_stage_names_its_command_and_log_and_leaves_no_marker(tmp_path):
     with pytest.raises(DemoError, match=r"stage broken failed .*false.*broken\.log"):
         runner.run(Stage("broken", "fails", ["false"], [tmp_path / "never"]))
     assert not (tmp_path / ".stages" / "broken.json").exists()
+
+
+LOG = """\
+[2026-12-02 04:52:59,354][train_inner][INFO] - {"epoch": 1, "loss": "6.284", "correct_m_0": "0.027", "num_updates": "10", "lr": "0.0008"}
+[2026-12-02 04:53:00,001][valid][INFO] - {"epoch": 1, "valid_loss": "6.1", "valid_correct_m_0": "0.2", "valid_correct_u_0": "0.1", "valid_num_updates": "23", "valid_best_loss": "6.1"}
+[2026-12-02 04:53:00,002][fairseq.trainer][INFO] - begin training epoch 2
+[2026-12-02 04:53:01,000][train_inner][INFO] - {"epoch": 2, "loss": "5.9", "correct_m_0": "0.05", "num_updates": "40", "lr": "0.0007"}
+[2026-12-02 04:53:02,000][valid][INFO] - {"epoch": 2, "valid_loss": "5.5", "valid_correct_m_0": "0.3", "valid_correct_u_0": "0.2", "valid_num_updates": "46", "valid_best_loss": "5.5"}
+"""
+M2V_LOG = """\
+[2026-12-02 04:52:59,354][train_inner][INFO] - {"epoch": 1, "loss": "0.9", "ema_decay": "999.0", "target_var": "0.3", "pred_var": "0.02", "num_updates": "10"}
+[2026-12-02 04:53:01,000][train_inner][INFO] - {"epoch": 2, "loss": "0.4", "ema_decay": "999.5", "target_var": "0.25", "pred_var": "0.1", "num_updates": "20"}
+"""
+
+
+def test_training_log_gives_loss_accuracy_and_ema_curves(tmp_path):
+    (tmp_path / "h.log").write_text(LOG)
+    (tmp_path / "m.log").write_text(M2V_LOG)
+    hubert, m2v = read_training_log(tmp_path / "h.log"), read_training_log(tmp_path / "m.log")
+    assert curve(hubert["train"], "loss") == [(10, 6.284), (40, 5.9)]
+    assert curve(hubert["valid"], "correct_m_0") == [(23, 0.2), (46, 0.3)]
+    assert curve(m2v["train"], "ema_decay", 1e-3) == [(10, pytest.approx(0.999)), (20, pytest.approx(0.9995))]
+    summary = learning_summary({"hubert_iter1": hubert, "hubert_iter2": hubert, "music2vec": m2v},
+                               {"hubert_iter1": 0.1, "hubert_iter2": 0.06})
+    assert summary["hubert_iter1"]["valid_masked_acc"] == pytest.approx(0.3)
+    assert summary["hubert_iter1"]["ratio"] == pytest.approx(3.0)
+    assert summary["hubert_iter2"]["ratio"] == pytest.approx(5.0)
+    row = summary["music2vec"]
+    assert (row["target_std_first"], row["target_std_last"]) == (0.3, 0.25)
+    assert (row["ema_decay_first"], row["ema_decay_last"]) == (pytest.approx(0.999), pytest.approx(0.9995))
+
+
+def test_majority_rate_counts_the_frames_hubert_predicts(tmp_path):
+    km = tmp_path / "valid.km"
+    km.write_text("5 0 5 0 5 0 7 0\n")
+    assert majority_rate(km, 100) == pytest.approx(0.75)  # every other 100 Hz label: 5 5 5 7
+    assert majority_rate(km, 50) == pytest.approx(0.5)  # every label: 0 four times of 8

@@ -3,9 +3,11 @@
     music-ssl-demo [--out-dir demo_out] [--n-pieces 120] [--n-notes 200] [--hubert-updates 300] ...
 
 Stages: corpus -> manifest -> MFCC k-means labels -> MusicHuBERT tiny (iteration 1) -> layer labels ->
-MusicHuBERT tiny (iteration 2) -> music2vec tiny -> probes (key, instrument, pitch, beat) of both checkpoints,
-random inits and the CHROMA / MFCC baselines -> demo_out/report.md. Each stage is the toolkit's own command;
-finished stages are reused on a rerun (see music_ssl/demo/pipeline.py). Logging level from LOGLEVEL (default INFO).
+MusicHuBERT tiny (iteration 2) -> music2vec tiny -> probes (key, instrument, note_instrument, pitch, beat) of both
+checkpoints, random inits and the CHROMA / MFCC baselines -> demo_out/report.md (training curves, MusicHuBERT's
+validation accuracy beside the majority-label rate, music2vec's target std and EMA decay, probe gains). Each stage
+is the toolkit's own command; finished stages are reused on a rerun (see music_ssl/demo/pipeline.py). Masks are
+seeded from --seed, so a rerun gives the same checkpoints and table. Logging level from LOGLEVEL (default INFO).
 """
 import argparse
 from pathlib import Path

@@ -9,9 +9,10 @@ Stages, in order (``demo_out/`` by default; every command is logged before it ru
     layer_labels  music-ssl-kmeans all          --feature layer of hubert_iter1 -> labels/layer{L}_k{K} (50 Hz)
     hubert_iter2  fairseq-hydra-train           music_hubert_tiny on the layer labels (iteration 2)
     music2vec     fairseq-hydra-train           music2vec_tiny
-    probe_<name>  music-ssl-probe               key / instrument / pitch / beat CSV tasks, one run per source:
-                                                both checkpoints, a random init of each architecture, CHROMA, MFCC
-    report        (here)                        report.md, loss_curves.png, layers.png
+    probe_<name>  music-ssl-probe               key / instrument / note_instrument / pitch / beat CSV tasks, one run
+                                                per source: both checkpoints, a random init of each architecture,
+                                                CHROMA, MFCC
+    report        (here)                        report.md, loss_curves.png, learning.png, layers.png
 
 Each stage has a key: the hash of its command and of the keys of the stages it reads. A finished stage leaves
 ``.stages/<name>.json`` holding its key; a rerun with the same key reuses it, a changed key reruns it and every
@@ -206,19 +207,31 @@ def kmeans_stage(s: DemoSettings, name: str, title: str, label_dir: Path, featur
                  workdir=label_dir, upstream=upstream)
 
 
+def schedule_overrides(updates: int) -> list[str]:
+    """The tiny configs' schedule scaled to ``updates`` (the rule in their YAML comments; hydra YAMLs cannot compute
+    it): learning-rate warm-up over the first 10% of the updates (polynomial decay to 0 at ``max_update`` after it).
+    music2vec's EMA anneal ends at ``max_update`` through the YAML's own interpolation. The training curves get
+    about 30 logged points whatever the length (``log_interval``)."""
+    return [f"optimization.max_update={updates}", f"lr_scheduler.warmup_updates={max(1, updates // 10)}",
+            f"common.log_interval={max(1, updates // 30)}"]
+
+
 def train_stage(s: DemoSettings, name: str, title: str, config: str, updates: int, overrides: list,
                 upstream: tuple[str, ...]) -> Stage:
+    """fairseq-hydra-train of a tiny config; masks seeded from ``s.seed`` (``model.seeded_masks``), so a rerun with
+    the same settings gives the same checkpoint on CPU."""
     save_dir = s.out_dir / "checkpoints" / name
     command = ["fairseq-hydra-train", "--config-dir", PRETRAIN_CONFIG_DIR, "--config-name", config,
                f"task.data={s.out_dir / 'manifest'}", f"checkpoint.save_dir={save_dir}",
-               f"common.user_dir={PLUGIN_DIR}", f"optimization.max_update={updates}",
+               f"common.user_dir={PLUGIN_DIR}", *schedule_overrides(updates),
                f"common.seed={s.seed}", f"common.cpu={'false' if s.use_cuda() else 'true'}",
-               f"hydra.run.dir={save_dir / 'hydra'}", *overrides]
+               "++model.seeded_masks=true", f"hydra.run.dir={save_dir / 'hydra'}", *overrides]
     return Stage(name, title, command, [save_dir / "checkpoint_last.pt"], workdir=save_dir, upstream=upstream)
 
 
 def probe_stage(s: DemoSettings, name: str, title: str, source: list[str], upstream: tuple[str, ...]) -> Stage:
-    """``config/probe/demo.yaml`` (the corpus's key / instrument / pitch / beat CSV tasks) on one feature source."""
+    """``config/probe/demo.yaml`` (the corpus's key / instrument / note_instrument / pitch / beat CSV tasks) on one
+    feature source."""
     out = s.out_dir / "probe" / name
     epochs = [] if s.probe_epochs is None else [f"protocol.train.max_epochs={s.probe_epochs}"]
     command = ["music-ssl-probe", "--config-dir", PROBE_CONFIG_DIR, "--config-name", "demo", f"name={name}",
