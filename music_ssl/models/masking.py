@@ -128,8 +128,9 @@ SEEDED_MASKS_HELP = ("draw time masks with music_ssl.models.masking.span_mask (t
 MASK_SEED_HELP = "seed of the seeded masks (default: common.seed)"
 
 
-class MaskIdsMixin:
-    """Carries the batch's sample ids through the parent's ``forward`` to ``apply_mask``, which seeds masks with them.
+class SeededMasksMixin:
+    """The model side of seeded masks: carries the batch's sample ids through the parent's ``forward`` to
+    ``apply_mask``, which seeds masks with them (the task side: ``music_ssl.tasks.seeded_masks.MaskIdsMixin``).
 
     The model sets ``self.seeded_masks``; the tasks pass ``net_input["mask_ids"]`` when ``wants_mask_ids``.
     """

@@ -17,7 +17,7 @@ from omegaconf import II
 
 from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
-from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, MaskIdsMixin, check_seeded_mask_settings, span_mask
+from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, SeededMasksMixin, check_seeded_mask_settings, span_mask
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Music2VecConfig(Data2VecAudioConfig):
 
 
 @register_model("music2vec", dataclass=Music2VecConfig)
-class Music2VecModel(MaskIdsMixin, HiddenStatesMixin, Data2VecAudioModel):
+class Music2VecModel(SeededMasksMixin, HiddenStatesMixin, Data2VecAudioModel):
     """data2vec-audio student + EMA teacher, for music (see module docstring)."""
 
     def __init__(self, cfg: Music2VecConfig):

@@ -13,7 +13,7 @@ from omegaconf import II
 
 from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
-from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, MaskIdsMixin, check_seeded_mask_settings, span_mask
+from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, SeededMasksMixin, check_seeded_mask_settings, span_mask
 
 
 @dataclass
@@ -27,7 +27,7 @@ class MusicHubertConfig(HubertConfig):
 
 
 @register_model("music_hubert", dataclass=MusicHubertConfig)
-class MusicHubertModel(MaskIdsMixin, HiddenStatesMixin, HubertModel):
+class MusicHubertModel(SeededMasksMixin, HiddenStatesMixin, HubertModel):
     """HuBERT for music (see module docstring)."""
 
     def __init__(self, cfg: MusicHubertConfig, task_cfg, dictionaries):
