@@ -1,6 +1,6 @@
 """`make demo`: the whole pipeline on the embedded demo corpus, from nothing to a report.
 
-    music-ssl-demo [--out-dir demo_out] [--n-pieces 120] [--n-notes 200] [--hubert-updates 300] ...
+    music-ssl-demo [--out-dir demo_out] [--n-pieces 400] [--n-notes 600] [--hubert-updates 300] ...
 
 Stages: corpus -> manifest -> MFCC k-means labels -> MusicHuBERT tiny (iteration 1) -> layer labels ->
 MusicHuBERT tiny (iteration 2) -> music2vec tiny -> probes (key, instrument, note_instrument, pitch, beat) of both
@@ -24,8 +24,8 @@ def main(**settings) -> Path:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out-dir", dest="out_dir", type=Path, default=Path("demo_out"), help="output folder (demo_out)")
-    p.add_argument("--n-pieces", dest="n_pieces", type=int, default=120, help="6-s multi-instrument pieces (120)")
-    p.add_argument("--n-notes", dest="n_notes", type=int, default=200, help="1.5-s single notes (200)")
+    p.add_argument("--n-pieces", dest="n_pieces", type=int, default=400, help="6-s multi-instrument pieces (400)")
+    p.add_argument("--n-notes", dest="n_notes", type=int, default=600, help="1.5-s single notes (600)")
     p.add_argument("--piece-seconds", dest="piece_seconds", type=float, default=6.0, help="seconds per piece (6)")
     p.add_argument("--seed", type=int, default=0, help="corpus, k-means and training seed (0)")
     p.add_argument("--n-clusters", dest="n_clusters", type=int, default=100, help="k of both label sets (100)")

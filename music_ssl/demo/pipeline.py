@@ -62,8 +62,8 @@ class DemoSettings:
     """
 
     out_dir: Path = Path("demo_out")
-    n_pieces: int = 120
-    n_notes: int = 200
+    n_pieces: int = 400
+    n_notes: int = 600
     piece_seconds: float = 6.0
     seed: int = 0
     n_clusters: int = 100
