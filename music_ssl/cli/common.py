@@ -17,12 +17,19 @@ def setup_logging() -> None:
 
 def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...] = ()):
     """``main(**args)`` with logging set up; a :class:`music_ssl.errors.MusicSSLError` or an error of ``errors``
-    (bad input: its message names the file and the fix) is printed as one ``error: …`` line on stderr and exits 1. Anything else keeps its traceback (a bug)."""
+    (bad input: its message names the file and the fix) is written as one ``error: …`` line on stderr and exits 1.
+    Anything else keeps its traceback (a bug)."""
     setup_logging()
     from music_ssl.errors import MusicSSLError
 
     try:
         return main(**args)
     except (MusicSSLError, *errors) as err:
-        print(f"error: {str(err).strip()}", file=sys.stderr)
+        sys.stderr.write(f"error: {str(err).strip()}\n")
         sys.exit(1)
+
+
+def emit(text: str) -> None:
+    """Write a command's product (a results table, a folder for ``$(…)``) to stdout; diagnostics go to logging."""
+    sys.stdout.write(str(text).rstrip("\n") + "\n")
+    sys.stdout.flush()

@@ -6,6 +6,7 @@
 import argparse
 
 from ..resources import CONFIG_DIR, PLUGIN_DIR
+from .common import emit
 
 
 def cli() -> None:
@@ -13,7 +14,7 @@ def cli() -> None:
     parser.add_argument("--user-dir", dest="user_dir", action="store_true",
                         help="print the plugin folder for fairseq's common.user_dir instead")
     args = parser.parse_args()
-    print(PLUGIN_DIR if args.user_dir else CONFIG_DIR)
+    emit(PLUGIN_DIR if args.user_dir else CONFIG_DIR)
 
 
 if __name__ == "__main__":

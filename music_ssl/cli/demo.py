@@ -12,7 +12,7 @@ seeded from --seed, so a rerun gives the same checkpoints and table. Logging lev
 import argparse
 from pathlib import Path
 
-from .common import run_main
+from .common import emit, run_main
 
 
 def main(**settings) -> Path:
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli() -> None:
     report = run_main(main, vars(build_parser().parse_args()))
-    print(report.read_text())
+    emit(report.read_text())
 
 
 if __name__ == "__main__":

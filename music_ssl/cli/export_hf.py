@@ -14,8 +14,8 @@ naming the file and the fix. Logging level from LOGLEVEL (default INFO).
 """
 import argparse
 import logging
-import sys
 
+from ..errors import ExportError
 from .common import run_main
 
 logger = logging.getLogger("music_ssl.cli.export_hf")
@@ -23,6 +23,11 @@ logger = logging.getLogger("music_ssl.cli.export_hf")
 
 def main(checkpoint: str, out_dir: str, check: bool = False, overwrite: bool = False) -> dict:
     """Export ``checkpoint`` into ``out_dir``; returns the export info (what export_info.json holds)."""
+    try:
+        import transformers  # noqa: F401  (the optional extra)
+    except ModuleNotFoundError:
+        raise ExportError("transformers is not installed; install the extra from the music-ssl checkout: "
+                          "pip install -e '.[hf]'") from None
     from music_ssl.export.hf import export_checkpoint
 
     info = export_checkpoint(checkpoint, out_dir, overwrite=overwrite, check=check)
@@ -43,14 +48,7 @@ def cli() -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the files this export writes (config.json, model.safetensors, "
                              "preprocessor_config.json, export_info.json) in OUT_DIR; other files there are kept")
-    args = parser.parse_args()
-    try:
-        import transformers  # noqa: F401  (the optional extra)
-    except ModuleNotFoundError:
-        print("error: transformers is not installed; install the extra from the music-ssl checkout: "
-              "pip install -e '.[hf]'", file=sys.stderr)
-        sys.exit(1)
-    run_main(main, vars(args), (FileNotFoundError,))
+    run_main(main, vars(parser.parse_args()), (FileNotFoundError,))
 
 
 if __name__ == "__main__":

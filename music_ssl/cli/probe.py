@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from ..resources import PROBE_CONFIG_DIR
-from .common import run_main
+from .common import emit, run_main
 
 DEFAULT_CONFIG_DIR = PROBE_CONFIG_DIR
 
@@ -48,11 +48,10 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
     from music_ssl.probe.tasks import TASKS
 
     if list_tasks:
-        for name, spec in sorted(TASKS.items()):
-            print(f"{name:20s} {spec.type:11s} {spec.layout}")
+        emit("\n".join(f"{name:20s} {spec.type:11s} {spec.layout}" for name, spec in sorted(TASKS.items())))
         return {}
     if list_protocols_ or list_references_:
-        print(list_protocols() if list_protocols_ else list_references())
+        emit(list_protocols() if list_protocols_ else list_references())
         return {}
     if not config_name:
         raise ProbeConfigError("--config-name is required (a YAML in --config-dir, e.g. demo).")
@@ -66,7 +65,7 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
     with initialize_config_dir(config_dir=str(folder), version_base=None):
         cfg = compose(config_name=config_name, overrides=list(overrides))
     summary = run_probe(cfg)
-    print(Path(summary["outputs"]["results.md"]).read_text())
+    emit(Path(summary["outputs"]["results.md"]).read_text())
     return summary
 
 
