@@ -117,6 +117,23 @@ def test_changed_command_reruns_the_stage_and_its_dependents(tmp_path):
     assert [runner.run(s).status for s in (changed, second)] == ["ran", "ran"]
 
 
+def test_edited_config_file_reruns_the_stage_and_its_dependents(tmp_path):
+    out, config = tmp_path / "out", tmp_path / "tiny.yaml"
+    out.mkdir()
+    config.write_text("lr: 0.002\n")
+    first = Stage("a", "touch a", ["touch", out / "a"], [out / "a"], configs=(config,))
+    second = Stage("b", "touch b", ["touch", out / "b"], [out / "b"], upstream=("a",))
+
+    def statuses():
+        runner = StageRunner(out, 2)
+        return [runner.run(s).status for s in (first, second)]
+
+    assert statuses() == ["ran", "ran"]
+    assert statuses() == ["reused", "reused"]
+    config.write_text("lr: 0.0005\n")  # same command, other YAML contents
+    assert statuses() == ["ran", "ran"]
+
+
 def test_failing_stage_names_its_command_and_log_and_leaves_no_marker(tmp_path):
     from music_ssl.demo.pipeline import DemoError
 

@@ -63,6 +63,16 @@ def test_presets_match_their_papers_and_list_with_tables(capsys):
         get_protocol("map")
 
 
+def test_standardize_override_sets_every_grid_config_and_keeps_the_rest():
+    mulap, jukemir = get_protocol("mulap"), get_protocol("jukemir")
+    assert mulap.with_standardize(None) is mulap
+    (z,) = mulap.with_standardize(True).grid
+    assert z.standardize and z == mulap.grid[0].__class__(**{**mulap.grid[0].as_dict(), "standardize": True})
+    raw = jukemir.with_standardize(False).grid  # the 216 cross standardisation: 108 distinct configs remain
+    assert len(raw) == len(jukemir.grid) // 2 == 108 and not any(c.standardize for c in raw)
+    assert jukemir.with_standardize(False).settings == jukemir.settings
+
+
 def test_lr_on_plateau_batched_equals_torch_scheduler():
     data = synthetic_data("multiclass", seed=2)
     configs = small_grid()

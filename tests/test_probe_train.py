@@ -241,6 +241,7 @@ def test_demo_config_on_a_checkpoint_and_its_random_init(tiny_checkpoints, tmp_p
         assert {r["layer"] for r in summary["selected"]} == {"input", "layer1", "layer2", "layer3", "layer4",
                                                              "weighted_sum"}
         assert sum(r["best_on_valid"] for r in summary["selected"]) == 4
+        assert all(r["config"].endswith("std=1") for r in summary["selected"])  # demo.yaml z-scores features
     assert results["trained"]["source"]["sha256"] == results["random"]["source"]["sha256"]
     # pitch reuses instrument's features (same files, same pooling); the random init reuses none of the trained
     hits = {name: [info["feature_cache"] for info in s["tasks"].values()] for name, s in results.items()}

@@ -14,7 +14,8 @@ Stages, in order (``demo_out/`` by default; every command is logged before it ru
                                                 CHROMA, MFCC
     report        (here)                        report.md, loss_curves.png, learning.png, layers.png
 
-Each stage has a key: the hash of its command and of the keys of the stages it reads. A finished stage leaves
+Each stage has a key: the hash of its command, of the contents of the config files it reads (the tiny pretraining
+YAML, the probe YAML) and of the keys of the stages it reads. A finished stage leaves
 ``.stages/<name>.json`` holding its key; a rerun with the same key reuses it, a changed key reruns it and every
 stage after it. A training stage interrupted half way resumes from its ``checkpoint_last.pt`` when its key is
 unchanged, and starts afresh (its folder cleared) otherwise. The marker is written only after the command exits 0,
@@ -68,8 +69,8 @@ class DemoSettings:
     seed: int = 0
     n_clusters: int = 100
     label_layer: int = 3
-    hubert_updates: int = 300
-    music2vec_updates: int = 300
+    hubert_updates: int = 1000
+    music2vec_updates: int = 1000
     probe_seeds: int = 3
     probe_epochs: int | None = None
     device: str = "auto"
@@ -88,6 +89,7 @@ class Stage:
     outputs: list[Path]
     workdir: Path | None = None
     upstream: tuple[str, ...] = ()
+    configs: tuple[Path, ...] = ()  # files whose contents are part of the key (editing one reruns the stage)
 
     def __post_init__(self):
         self.command = [str(part) for part in self.command]  # paths and numbers as the shell would pass them
@@ -110,8 +112,10 @@ def tool_env() -> dict:
 
 
 def stage_key(stage: Stage, keys: dict[str, str]) -> str:
-    """Hash of the stage's command and its upstream stages' keys."""
-    payload = json.dumps({"command": stage.command, "upstream": [keys[u] for u in stage.upstream]})
+    """Hash of the stage's command, its config files' contents and its upstream stages' keys."""
+    configs = [hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in stage.configs]
+    payload = json.dumps({"command": stage.command, "upstream": [keys[u] for u in stage.upstream],
+                          **({"configs": configs} if configs else {})})
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -226,7 +230,8 @@ def train_stage(s: DemoSettings, name: str, title: str, config: str, updates: in
                f"common.user_dir={PLUGIN_DIR}", *schedule_overrides(updates),
                f"common.seed={s.seed}", f"common.cpu={'false' if s.use_cuda() else 'true'}",
                "++model.seeded_masks=true", f"hydra.run.dir={save_dir / 'hydra'}", *overrides]
-    return Stage(name, title, command, [save_dir / "checkpoint_last.pt"], workdir=save_dir, upstream=upstream)
+    return Stage(name, title, command, [save_dir / "checkpoint_last.pt"], workdir=save_dir, upstream=upstream,
+                 configs=(Path(PRETRAIN_CONFIG_DIR) / f"{config}.yaml",))
 
 
 def probe_stage(s: DemoSettings, name: str, title: str, source: list[str], upstream: tuple[str, ...]) -> Stage:
@@ -238,7 +243,8 @@ def probe_stage(s: DemoSettings, name: str, title: str, source: list[str], upstr
                f"data_root={s.out_dir / 'corpus'}", f"out_dir={out}", f"cache_dir={s.out_dir / 'feature_cache'}",
                f"protocol.seeds=[{','.join(str(i) for i in range(s.probe_seeds))}]",
                f"device={'cuda' if s.use_cuda() else 'cpu'}", *epochs, *source]
-    return Stage(name, title, command, [out / "results.json"], workdir=out, upstream=upstream)
+    return Stage(name, title, command, [out / "results.json"], workdir=out, upstream=upstream,
+                 configs=(Path(PROBE_CONFIG_DIR) / "demo.yaml",))
 
 
 def checkpoint(s: DemoSettings, name: str) -> Path:

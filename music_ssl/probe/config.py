@@ -51,6 +51,10 @@ class ProtocolConfig:
     layers: Any = field(default=None, metadata={
         "help": "null = the preset's; all | all+sum | sum | last | list of indices (-1 = weighted sum)"})
     seeds: Optional[List[int]] = field(default=None, metadata={"help": "null = the preset's seeds"})
+    standardize: Optional[bool] = field(default=None, metadata={
+        "help": "null = the preset's; true / false = z-score every feature with train-split statistics or not, "
+                "in every probe of the grid (features of differently trained models differ in scale by orders of "
+                "magnitude; an MLP on raw features then partly measures that scale)"})
     train: Dict[str, Any] = field(default_factory=dict, metadata={
         "help": "overrides of the preset's TrainSettings: eval_every, eval_every_epochs, patience, max_epochs, "
                 "max_steps"})

@@ -95,6 +95,13 @@ class Protocol:
     def rules_for(self, task_name: str, task_type: str) -> dict:
         return {**self.rules.get(task_type, {}), **self.rules.get(task_name, {})}
 
+    def with_standardize(self, standardize: Optional[bool]) -> "Protocol":
+        """This preset with every grid config's ``standardize`` set (``None``: unchanged)."""
+        if standardize is None:
+            return self
+        grid = list(dict.fromkeys(replace(c, standardize=bool(standardize)) for c in self.grid))
+        return replace(self, grid=grid)
+
 
 def _jukemir() -> Protocol:
     """JukeMIR (Castellon et al. 2021, §5.2).

@@ -161,7 +161,7 @@ def run_probe(cfg) -> dict:
     """
     cfg = resolve_config(cfg)
     device = resolve_device(cfg["device"])
-    protocol = get_protocol(cfg["protocol"]["name"])
+    protocol = get_protocol(cfg["protocol"]["name"]).with_standardize(cfg["protocol"]["standardize"])
     settings = train_settings(protocol.settings, cfg["protocol"]["train"])
     source_cfg = dict(cfg["source"])
     reference = check_reference(source_cfg.pop("reference"))
