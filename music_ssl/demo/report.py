@@ -297,8 +297,8 @@ init is a strong baseline here: a random CNN keeps most of the spectrum, and the
 - **music2vec** regresses the average of its EMA teacher's top layers, each instance-normalised over time per clip
   (data2vec's targets): what changes within a clip (which note sounds, the chords, the onsets) stays in the targets,
   what is constant over it (the instrument's timbre, the level) is removed. Expected: gains on **pitch**, **key**
-  and **beat**; none, or losses, on **instrument** and **note_instrument**. Below ~500 updates the teacher is still
-  near its random init and no gain separates.
+  and **beat**; none, or losses, on **instrument** and **note_instrument**. Its target std first dips, then
+  rises (`learning.png`); at 300 updates, still in the dip, no gain separated on this corpus (README).
 """
 
 
