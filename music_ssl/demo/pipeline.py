@@ -47,7 +47,7 @@ STAGES_DIR = ".stages"
 
 @dataclass
 class DemoSettings:
-    """Sizes of the demo; the defaults finish in about 20 minutes on a 2-core CPU.
+    """Sizes of the demo; the defaults finish in about 18 minutes on a 2-core CPU (README: the measured run).
 
     Attributes:
         out_dir: everything goes here (default ``demo_out``).
