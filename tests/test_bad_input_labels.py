@@ -55,8 +55,8 @@ def write_split(folder, seconds, label_counts, k=K, seed=0):
     return folder / "train.tsv", folder / "train.km"
 
 
-def cli_error(monkeypatch, capsys, main, *argv) -> str:
-    """The one ``error:`` line of a console script run in-process; asserts exit 1 and no traceback."""
+def run_cli(monkeypatch, capsys, main, *argv) -> tuple:
+    """(exit code, stderr) of a console script's ``main`` run in-process with ``sys.argv = argv``."""
     monkeypatch.setattr(sys, "argv", list(map(str, argv)))
     handlers, level = logging.root.handlers[:], logging.root.level  # the CLI points logging at this test's stderr
     try:
@@ -64,9 +64,14 @@ def cli_error(monkeypatch, capsys, main, *argv) -> str:
             main()
     finally:
         logging.root.handlers[:], logging.root.level = handlers, level
-    err = capsys.readouterr().err
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def cli_error(monkeypatch, capsys, main, *argv) -> str:
+    """The one ``error:`` line of a console script run in-process; asserts exit 1 and no traceback."""
+    code, err = run_cli(monkeypatch, capsys, main, *argv)
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
-    assert exit_info.value.code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
     return errors[0]
 
 

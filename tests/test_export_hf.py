@@ -6,7 +6,6 @@ fixture (2 training updates). Parity tolerance: |fairseq - transformers| <= 1e-4
 every hidden state, unpadded and padded (valid frames); on CPU with torch 2.11 the measured difference is 0.
 """
 import json
-import logging
 import os
 import stat
 import subprocess
@@ -18,6 +17,7 @@ import pytest
 import torch
 from fairseq.dataclass.configs import FairseqConfig
 from omegaconf import OmegaConf, open_dict
+from test_bad_input_labels import run_cli
 
 import music_ssl  # noqa: F401  (registers models; allows Dictionary in weights_only loads)
 from music_ssl.checkpoint import CheckpointError, FrozenEncoder
@@ -321,14 +321,7 @@ def run_cli_in_process(monkeypatch, capsys, *args) -> tuple:
     """(exit code, stderr) of ``music-ssl-export-hf ARGS`` run in this process."""
     from music_ssl.cli.export_hf import cli
 
-    monkeypatch.setattr(sys, "argv", ["music-ssl-export-hf", *map(str, args)])
-    handlers, level = logging.root.handlers[:], logging.root.level  # the CLI points logging at this test's stderr
-    try:
-        with pytest.raises(SystemExit) as exit_info:
-            cli()
-    finally:
-        logging.root.handlers[:], logging.root.level = handlers, level
-    return exit_info.value.code, capsys.readouterr().err
+    return run_cli(monkeypatch, capsys, cli, "music-ssl-export-hf", *args)
 
 
 def test_cli_bad_inputs_give_one_line_naming_the_file(tmp_path, monkeypatch, capsys):

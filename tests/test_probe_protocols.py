@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from test_probe_tasks import touch_audio
-from test_probe_train import small_grid, synthetic_data
+from test_probe_train import one_thread, small_grid, synthetic_data  # noqa: F401 (autouse fixture)
 
 from music_ssl.probe import run_probe
 from music_ssl.probe.assemble import assemble
@@ -29,14 +29,6 @@ from music_ssl.probe.tasks import load_task
 from music_ssl.probe.tasks.task import Item, TaskData
 from music_ssl.probe.tasks.vocalset import SINGERS, TECHNIQUES
 from music_ssl.probe.trainer import train_batched, train_sequential
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- presets
