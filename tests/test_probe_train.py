@@ -248,6 +248,17 @@ def test_demo_config_on_a_checkpoint_and_its_random_init(tiny_checkpoints, tmp_p
     assert hits["trained"] == hits["random"] == ["miss", "miss", "hit", "miss"]
 
 
+def test_bad_override_value_says_why_in_one_line(monkeypatch, capsys):
+    from test_bad_input_labels import cli_error
+
+    from music_ssl.cli.probe import cli
+
+    line = cli_error(monkeypatch, capsys, cli, "music-ssl-probe", "--config-name", "demo", "data_root=x",
+                     "protocol.standardize=maybe")
+    assert line == ("error: Error merging override protocol.standardize=maybe: Value 'maybe' is not a valid bool "
+                    "(type str)")
+
+
 def test_cli_bad_inputs_fail_with_one_clear_line(tmp_path):
     from hydra.errors import HydraException
 

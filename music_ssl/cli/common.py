@@ -25,7 +25,11 @@ def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...]
     try:
         return main(**args)
     except (MusicSSLError, *errors) as err:
-        sys.stderr.write(f"error: {str(err).strip()}\n")
+        message = str(err).strip()
+        cause = str(err.__cause__ or "").strip().splitlines()  # hydra: "Error merging override k=v" <- the reason
+        if not isinstance(err, MusicSSLError) and cause and cause[0] not in message:
+            message = f"{message}: {cause[0]}"
+        sys.stderr.write(f"error: {message}\n")
         sys.exit(1)
 
 
