@@ -2,6 +2,7 @@
 
 The dependency stack is pinned in one place, ``requirements.txt``; this file reads it.
 """
+import re
 from pathlib import Path
 
 from setuptools import find_namespace_packages, setup
@@ -17,7 +18,7 @@ def read_requirements(name: str) -> list[str]:
 dev = read_requirements("requirements-dev.txt")
 setup(
     name="music-ssl",
-    version="0.1.0",
+    version=re.search(r'__version__ = "(.+)"', (HERE / "music_ssl/core/version.py").read_text()).group(1),
     description="Self-supervised music audio pretraining (music2vec, MusicHuBERT) and MIR probing on fairseq",
     # tools/ are checkout shims, not installed; music_ssl/config/** are data folders (namespace packages)
     packages=find_namespace_packages(include=["music_ssl", "music_ssl.*"], exclude=["*.__pycache__"]),

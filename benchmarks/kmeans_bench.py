@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from music_ssl.labels.kmeans import fit_torch, nearest, resolve_device  # noqa: E402
 from music_ssl.labels.kmeans_sklearn import FAIRSEQ_SETTINGS  # noqa: E402
-from music_ssl.labels.model import KMeansModel  # noqa: E402
+from music_ssl.labels.kmeans_file import KMeansModel  # noqa: E402
 from music_ssl.labels.sampling import FRAMES_PER_CLUSTER, default_sample_size  # noqa: E402
 
 DEFAULT_CASES = ["1000000,39,500", "1000000,768,2000"]

@@ -30,7 +30,7 @@ from music_ssl.device import resolve_device  # noqa: E402
 from music_ssl.probe.metrics import accuracy  # noqa: E402
 from music_ssl.probe.protocols import expand, get_protocol  # noqa: E402
 from music_ssl.probe.task_types import TASK_TYPES  # noqa: E402
-from music_ssl.probe.tasks.task import TaskData  # noqa: E402
+from music_ssl.probe.datasets.dataset import ProbeDataset  # noqa: E402
 from music_ssl.probe.trainer import train_batched, train_sequential  # noqa: E402
 
 logger = logging.getLogger("probe_bench")
@@ -48,7 +48,7 @@ def synthetic_task(clips: int, layers: int, dim: int, classes: int, device, seed
         y = rng.integers(0, classes, n)
         x = rng.standard_normal((layers, n, dim)).astype(np.float32) + strength * centres[y][None]
         splits[split] = SplitArrays(torch.from_numpy(x).to(device), torch.from_numpy(y).to(device))
-    task = TaskData("synthetic_gtzan", "multiclass", [], classes=[str(k) for k in range(classes)])
+    task = ProbeDataset("synthetic_gtzan", "multiclass", [], classes=[str(k) for k in range(classes)])
     return ProbeData(task, TASK_TYPES["multiclass"], splits, classes, None, [f"state{i}" for i in range(layers)])
 
 

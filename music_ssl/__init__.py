@@ -1,7 +1,7 @@
 """music-ssl: a fairseq user-dir for self-supervised music audio models and their probing.
 
 Use it as ``fairseq-hydra-train ... common.user_dir=/path/to/music_ssl`` or simply ``import music_ssl``:
-either way every model, task and criterion of the plugin is registered in fairseq's registries.
+either way every model and task of the plugin is registered in fairseq's registries.
 
 Importing this package also
 
@@ -19,15 +19,15 @@ from fairseq.data.dictionary import Dictionary
 import fairseq.examples.data2vec.models.data2vec_audio  # noqa: F401  (registers "data2vec_audio")
 
 from . import fairseq_patches  # noqa: F401,E402  (atomic checkpoint copies, one music_ssl as user_dir)
+from .core.version import __version__  # noqa: F401
 
-__version__ = "0.1.0"
 logger = logging.getLogger(__name__)
 
 torch.serialization.add_safe_globals([Dictionary])
 
 # fairseq's import_user_module auto-imports only tasks/ and models/; import all registrable
 # sub-packages here so that a plain ``import music_ssl`` registers everything too.
-_REGISTERED_SUBPACKAGES = ("criterions", "tasks", "models")
+_REGISTERED_SUBPACKAGES = ("tasks", "models")
 
 
 def _import_registered_modules() -> None:

@@ -5,7 +5,6 @@ use to turn audio into features. It loads any wav2vec2-family fairseq checkpoint
 ``music_hubert`` and stock ``hubert`` / ``wav2vec2`` / ``data2vec_audio`` — with
 ``torch.load(weights_only=True)`` (``import music_ssl`` allows fairseq's ``Dictionary``), in eval mode.
 """
-import hashlib
 import logging
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -14,8 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import resolve_device
-from .errors import CheckpointError, one_line
+from .core.conv import conv_frames, conv_geometry, conv_layers
+from .core.device import resolve_device
+from .core.errors import CheckpointError, one_line
+from .core.fingerprint import file_sha256
 from .models.hidden_states import extract_cnn_features, extract_hidden_states
 
 logger = logging.getLogger(__name__)
@@ -30,33 +31,6 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 class AudioTooShortError(CheckpointError):
     """Audio shorter than the encoder's receptive field (one frame needs ``receptive_field`` samples)."""
-
-
-def file_sha256(path: Path, block: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(block):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def conv_geometry(conv_feature_layers: str) -> Tuple[int, int]:
-    """(receptive field, stride) in samples of a fairseq conv stack spec like ``"[(512,10,5)] + …"``."""
-    layers = eval(conv_feature_layers)  # fairseq's own format: a Python list expression of (dim, kernel, stride)
-    field, stride = 1, 1
-    for _dim, kernel, step in layers:
-        field += (kernel - 1) * stride
-        stride *= step
-    return field, stride
-
-
-def conv_frames(num_samples: torch.Tensor, conv_feature_layers: str) -> torch.Tensor:
-    """Frames the conv stack gives for ``num_samples`` (any int tensor shape), as fairseq computes them."""
-    frames = num_samples.clone()
-    for _dim, kernel, step in eval(conv_feature_layers):
-        frames = torch.div(frames - kernel, step, rounding_mode="floor") + 1
-    return frames.clamp(min=0)
 
 
 def load_fairseq_model(path: Path, random_init: bool = False, seed: int = 0):
@@ -137,7 +111,7 @@ class FrozenEncoder:
         self.num_layers = len(model.encoder.layers)
         self.dim = int(cfg.model.encoder_embed_dim)
         if self.cnn:
-            self.dim = int(eval(self.conv_layers)[-1][0])  # conv channels of the last layer, e.g. 512
+            self.dim = conv_layers(self.conv_layers)[-1][0]  # conv channels of the last layer, e.g. 512
         self.num_states = 1 if self.cnn else self.num_layers + 1
 
     @classmethod

@@ -276,12 +276,12 @@ def test_bad_files_never_listed_by_the_plain_scan(tmp_path, caplog, capsys):
     summary = build_manifests(audio, tmp_path / "m", valid_percent=0.0, jobs=2)
     listed = read_manifest(tmp_path / "m" / "train.tsv")
     assert listed.relpaths == ["good0.flac", "good1.flac", "good2.flac"] and set(listed.sizes) == {24000}
-    assert summary.skipped == {"truncated": 1, "shorter than --min-seconds": 1, "not audio": 1, "not 16 kHz mono": 1}
+    assert summary.skipped == {"truncated": 1, "shorter than min_seconds": 1, "not audio": 1, "not 16 kHz mono": 1}
     said = [r.getMessage() for r in caplog.records]
     assert any("cut.flac: truncated or damaged" in m and "re-encode" in m for m in said)
-    assert any("short.wav: 0.100 s, shorter than --min-seconds=1" in m for m in said)
+    assert any("short.wav: 0.100 s, shorter than min_seconds=1" in m for m in said)
     assert any("text.wav: not an audio file (soundfile: " in m and "text starting" in m for m in said)
-    assert any("stereo.wav: has 2 channels, expected mono" in m and CONVERT in m for m in said)
+    assert any("stereo.wav: has 2 channels, expected mono" in m and "set convert_dir" in m for m in said)
     summary = build_manifests(audio, tmp_path / "m2", valid_percent=0.0, min_seconds=0.05)  # a documented minimum
     assert summary.rows["train"] == 4 and read_manifest(tmp_path / "m2" / "train.tsv").sizes[-1] == 1600
     line = one_error_line(*run_cli([audio, "--dest", tmp_path / "m3", "--strict"], capsys))
@@ -296,7 +296,7 @@ def test_bad_sources_of_the_converter_give_no_clips(tmp_path):
     (audio / "notes.wav").write_text("no audio here")
     summary = build_manifests(audio, tmp_path / "m", valid_percent=0.0, convert_dir=tmp_path / "flac",
                               segment_seconds=1.0)
-    assert summary.skipped == {"truncated": 1, "shorter than --min-seconds": 1, "not audio": 1}
+    assert summary.skipped == {"truncated": 1, "shorter than min_seconds": 1, "not audio": 1}
     assert sorted(p.name for p in (tmp_path / "flac").rglob("*")) == ["good_0000.flac", "good_0001.flac"]
     whole = build_manifests(audio, tmp_path / "w", valid_percent=0.0, convert_dir=tmp_path / "whole")
     assert whole.skipped == summary.skipped and sorted(p.name for p in (tmp_path / "whole").rglob("*")) == ["good.flac"]

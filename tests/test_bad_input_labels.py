@@ -17,13 +17,14 @@ import torch
 import music_ssl
 from conftest import SAMPLE_RATE, synth_clip, write_manifest
 from music_ssl.cli import kmeans_labels
-from music_ssl.data.atomic import atomic_path, remove_stale_temporaries, temporary_path
-from music_ssl.data.label_alignment import (LabelAlignmentError, check_label_alignment, check_label_vocabulary,
-                                            label_lengths)
+from music_ssl.core.atomic import atomic_path, remove_stale_temporaries, temporary_path
+from music_ssl.data.label_alignment import LabelAlignmentError, check_label_alignment
+from music_ssl.data.label_files import LabelFileError, check_label_vocabulary, label_counts, label_lines
 from music_ssl.errors import CheckpointError, ExportError, LabelError, MusicSSLError, one_line
-from music_ssl.labels import LabelPrepError, apply_stage, dump_features, fit_stage, make_extractor, merge_stage
+from music_ssl.labels import (FeatureSettings, FitSettings, LabelPrepError, LabelSettings, apply_stage, dump_features,
+                              fit_stage, make_extractor, merge_stage)
 from music_ssl.labels import features as features_module
-from music_ssl.labels.sampling import FRAMES_PER_CLUSTER, default_sample_size, sample_size
+from music_ssl.labels.sampling import FRAMES_PER_CLUSTER, default_sample_size
 
 K = 8
 
@@ -84,29 +85,33 @@ def test_bad_label_far_past_line_200_is_named_by_line(tmp_path, token):
     lines = km.read_text().splitlines()
     lines[499] = lines[499].rsplit(" ", 1)[0] + f" {token}"
     km.write_text("\n".join(lines) + "\n")
-    with pytest.raises(LabelAlignmentError, match=rf"train.km: line 500 has label '{token}', not an id 0..7"):
+    with pytest.raises(LabelFileError, match=rf"train.km: line 500 has label '{token}', not an id 0..7"):
         check_label_vocabulary(str(km), [str(i) for i in range(K)])
+    with pytest.raises(LabelFileError, match=rf"train.km: line 500 has label '{token}'"):  # the one reader
+        list(label_lines(km, K))
 
 
 def test_bad_label_binary_bytes_and_non_numeric_dictionary(tmp_path):
     tsv, km = write_split(tmp_path, [1.0] * 3, [100] * 3)
     km.write_bytes(km.read_bytes() + b"1 2\x00 3\n")
-    with pytest.raises(LabelAlignmentError, match="line 4 holds byte 0x00: not a text label file"):
+    with pytest.raises(LabelFileError, match="line 4 holds byte 0x00: not a text label file"):
         check_label_vocabulary(str(km), [str(i) for i in range(K)])
     km.write_text("a b\nb c\n")  # any other dictionary: checked line by line, every line
-    with pytest.raises(LabelAlignmentError, match=r"line 2 has labels \['c'\]"):
+    with pytest.raises(LabelFileError, match=r"line 2 has labels \['c'\]"):
         check_label_vocabulary(str(km), ["a", "b"])
 
 
-def test_label_lengths_streamed_in_blocks_equal_a_plain_split(tmp_path, monkeypatch):
-    from music_ssl.data import label_alignment
+@pytest.mark.parametrize("block_bytes", [4, 7, 1 << 22])  # blocks smaller than a line, odd, one block
+def test_label_file_streamed_in_blocks_equals_a_plain_split(tmp_path, monkeypatch, block_bytes):
+    from music_ssl.data import label_files
 
     km = tmp_path / "x.km"
     km.write_text("1 2 3\n\n10 0\n 4  5 \r\n7\t7")  # empty line, CRLF, tab, no final newline
-    expected = [len(line.split()) for line in km.read_text().split("\n")]
-    monkeypatch.setattr(label_alignment, "BLOCK_BYTES", 4)  # blocks smaller than a line
-    assert label_lengths(str(km)).tolist() == expected
-    label_alignment.scan_label_file(km, k=11)
+    plain = [[int(t) for t in line.split()] for line in km.read_text().split("\n")]
+    monkeypatch.setattr(label_files, "BLOCK_BYTES", block_bytes)
+    assert label_counts(km).tolist() == [len(line) for line in plain]
+    assert label_counts(km, k=11).tolist() == [len(line) for line in plain]
+    assert [line.tolist() for line in label_lines(km, 11)] == plain
 
 
 def test_bad_label_line_lengths_are_named_instead_of_guessing_a_rate(tmp_path):
@@ -155,7 +160,7 @@ def test_bad_labels_check_cli_prints_one_line(tmp_path, monkeypatch, capsys):
 
 
 def mfcc_features(data, feat_dir, nshard=2, n_mfcc=13):
-    extractor = make_extractor("mfcc", n_mfcc)
+    extractor = make_extractor(FeatureSettings(n_mfcc=n_mfcc))
     for rank in range(nshard):
         dump_features(data, "train", nshard, rank, feat_dir, extractor)
 
@@ -163,8 +168,8 @@ def mfcc_features(data, feat_dir, nshard=2, n_mfcc=13):
 def test_bad_merge_of_shards_from_two_kmeans_models(corpus, tmp_path, monkeypatch, capsys):
     feat = tmp_path / "feat"
     mfcc_features(corpus, feat)
-    fit_stage(feat, "train", 2, tmp_path / "a.safetensors", 4, percent=1.0, seed=0, device="cpu")
-    fit_stage(feat, "train", 2, tmp_path / "b.safetensors", 4, percent=1.0, seed=1, device="cpu")
+    fit_stage(feat, "train", 2, tmp_path / "a.safetensors", FitSettings(n_clusters=4, percent=1.0, seed=0), "cpu")
+    fit_stage(feat, "train", 2, tmp_path / "b.safetensors", FitSettings(n_clusters=4, percent=1.0, seed=1), "cpu")
     apply_stage(feat, "train", tmp_path / "a.safetensors", 2, 0, tmp_path / "lab", "cpu")
     apply_stage(feat, "train", tmp_path / "b.safetensors", 2, 1, tmp_path / "lab", "cpu")
     shard1 = tmp_path / "lab" / "train_1_2.km"
@@ -183,7 +188,7 @@ def test_bad_merge_of_shards_from_two_kmeans_models(corpus, tmp_path, monkeypatc
 def test_bad_check_of_splits_labelled_by_two_models(corpus, tmp_path, monkeypatch, capsys):
     from music_ssl.labels import run_all
 
-    run_all(corpus, tmp_path / "km", n_clusters=4, percent=1.0, device="cpu")
+    run_all(corpus, tmp_path / "km", LabelSettings.from_flat(n_clusters=4, percent=1.0, device="cpu"))
     sidecar = tmp_path / "km" / "valid.km.json"
     sidecar.write_text(sidecar.read_text().replace('"model_key": "', '"model_key": "0'))
     line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "check", corpus, tmp_path / "km")
@@ -194,13 +199,15 @@ def test_bad_check_of_labels_against_another_dictionary_or_rate(corpus, tmp_path
     from music_ssl.labels import run_all
 
     out = tmp_path / "km"
-    run_all(corpus, out, n_clusters=4, percent=1.0, device="cpu")
+    run_all(corpus, out, LabelSettings.from_flat(n_clusters=4, percent=1.0, device="cpu"))
     line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "check", corpus, out,
                      "--label-rate", 50)
-    assert line.startswith(f"error: {out / 'train.km'}: labels at 100 Hz (train.km.json), checked at 50 Hz")
+    assert line.startswith(f"error: {out / 'train.km'}: labels at 100 Hz (train.km.json), read at 50 Hz; "
+                           f"leave label_rate unset")
     (out / "dict.km.txt").write_text("".join(f"{i} 1\n" for i in range(6)))
     line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "check", corpus, out)
-    assert line.startswith(f"error: {out / 'train.km'}: made by a k=4 model (train.km.json) but dict.km.txt has 6")
+    assert line.startswith(f"error: {out / 'train.km'}: made by a k=4 model (train.km.json) but the "
+                           f"dictionary (dict.km.txt) has 6 ids")
 
 
 def test_bad_apply_of_a_model_to_features_of_other_settings(corpus, tmp_path):
@@ -208,9 +215,10 @@ def test_bad_apply_of_a_model_to_features_of_other_settings(corpus, tmp_path):
 
     ckpt = stock_data2vec(tmp_path)
     for layer in (1, 2):
-        dump_features(corpus, "train", 1, 0, tmp_path / f"layer{layer}", make_extractor("layer", checkpoint=ckpt,
-                                                                                         layer=layer, device="cpu"))
-    fit_stage(tmp_path / "layer1", "train", 1, tmp_path / "km.safetensors", 4, percent=1.0, device="cpu")
+        extractor = make_extractor(FeatureSettings(feature="layer", checkpoint=ckpt, layer=layer), "cpu")
+        dump_features(corpus, "train", 1, 0, tmp_path / f"layer{layer}", extractor)
+    fit_stage(tmp_path / "layer1", "train", 1, tmp_path / "km.safetensors", FitSettings(n_clusters=4, percent=1.0),
+              "cpu")
     with pytest.raises(LabelPrepError, match=r"km.safetensors: fitted on features .*'layer': 1.* but .*layer2 holds "
                                               r"features .*'layer': 2"):
         apply_stage(tmp_path / "layer2", "train", tmp_path / "km.safetensors", 1, 0, tmp_path / "lab", "cpu")
@@ -289,17 +297,17 @@ def test_sample_size_rule_scales_with_k_and_the_corpus_under_a_memory_cap():
     # the old fixed cap stays available; a corpus smaller than the rule gives all its frames
     assert default_sample_size(50_000_000, 39, 500, max_frames=1_000_000) == 1_000_000
     assert default_sample_size(10_000, 39, 500) == 10_000
-    with pytest.raises(LabelPrepError, match="--percent=1.5: must be in"):
-        sample_size(100, 1.5, 0, None)
+    with pytest.raises(LabelPrepError, match=r"percent=1.5: must be in \(0, 1\]"):
+        FitSettings(percent=1.5)
 
 
 def test_bad_sample_budget_below_k_is_a_clear_error(corpus, tmp_path):
     feat = tmp_path / "feat"
     mfcc_features(corpus, feat, nshard=1)
-    with pytest.raises(LabelPrepError, match=r"--max-sample-gb 1e-06: holds only 6 frames of 39-d features for k=8"):
-        fit_stage(feat, "train", 1, tmp_path / "km.safetensors", 8, max_sample_gb=1e-6, device="cpu")
-    with pytest.raises(LabelPrepError, match="need 1 <= k <= max-frames"):
-        fit_stage(feat, "train", 1, tmp_path / "km.safetensors", 8, max_frames=4, device="cpu")
+    with pytest.raises(LabelPrepError, match=r"^max_sample_gb=1e-06: holds only 6 frames of 39-d features for k=8"):
+        fit_stage(feat, "train", 1, tmp_path / "km.safetensors", FitSettings(n_clusters=8, max_sample_gb=1e-6), "cpu")
+    with pytest.raises(LabelPrepError, match="^max_frames=4: must be at least n_clusters=8"):
+        FitSettings(n_clusters=8, max_frames=4)
 
 
 # --- Python entry points: hear.load_model, FrozenEncoder, HFEncoder ---------------------------------------------

@@ -1,14 +1,17 @@
 """The demo pipeline at its smallest size: every stage's outputs exist and agree with each other, reruns reuse."""
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from music_ssl.checkpoint import FrozenEncoder
 from music_ssl.data.label_alignment import check_label_alignment
+from music_ssl.data.label_files import write_dictionary, write_sidecar
 from music_ssl.demo.pipeline import DemoSettings, StageRunner, Stage, plan, run_demo
 from music_ssl.demo.report import SOURCES, curve, learning_summary, majority_rate, read_training_log
 
@@ -79,6 +82,25 @@ def test_checkpoints_load_and_give_every_hidden_state(demo):
 
 
 @pytest.mark.slow
+def test_hubert_runs_took_the_label_rate_label_prep_recorded_and_carry_it(demo, tmp_path):
+    """No task.label_rate was given: each run used the rate beside its labels, and its checkpoint carries it, so it
+    loads where the label folder does not exist."""
+    import torch
+
+    from music_ssl.checkpoint import load_fairseq_model
+
+    settings, _ = demo
+    for run, rate in (("hubert_iter1", 100.0), ("hubert_iter2", 50.0)):
+        state = torch.load(settings.out_dir / "checkpoints" / run / "checkpoint_last.pt", weights_only=True)
+        assert state["cfg"]["task"]["label_rate"] == -1  # never typed
+        assert state["task_state"]["label_rate"] == rate and state["cfg"]["model"]["label_rate"] == rate
+        state["cfg"]["task"]["label_dir"] = str(tmp_path / "elsewhere")  # another machine: no labels
+        torch.save(state, tmp_path / f"{run}.pt")
+        model, _cfg = load_fairseq_model(tmp_path / f"{run}.pt")
+        assert model.feat2tar_ratio == rate * 320 / 16000
+
+
+@pytest.mark.slow
 def test_results_have_a_row_per_task_and_source(demo):
     settings, _ = demo
     results = json.loads((settings.out_dir / "results.json").read_text())
@@ -134,6 +156,31 @@ def test_edited_config_file_reruns_the_stage_and_its_dependents(tmp_path):
     assert statuses() == ["ran", "ran"]
 
 
+def test_device_takes_cuda_n_and_every_string_goes_through_the_resolver(tmp_path, monkeypatch, capsys):
+    """--device auto/cpu/cuda/cuda:N, checked by core.device.resolve_device before any stage (no stage runs here)."""
+    from music_ssl.cli import demo as demo_cli
+
+    assert demo_cli.build_parser().parse_args(["--device", "cuda:1"]).device == "cuda:1"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with two CUDA devices
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    stages = {stage.name: stage for stage in plan(DemoSettings(out_dir=tmp_path, device="cuda:1"))}
+    assert stages["mfcc_labels"].command[-2:] == ["--device", "cuda:1"] and "device=cuda:1" in stages["probe_mfcc"].command
+    assert "common.cpu=false" in stages["hubert_iter1"].command  # fairseq trains on the one visible device
+    assert stages["hubert_iter1"].env == stages["music2vec"].env == {"CUDA_VISIBLE_DEVICES": "1"}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    assert DemoSettings(device="cuda:1").training_env() == {"CUDA_VISIBLE_DEVICES": "6"}
+    assert DemoSettings(device="cuda").training_env() == DemoSettings(device="cpu").training_env() == {}
+    for device, error in (("cuda:2", "error: device 'cuda:2': this machine has 2 CUDA device(s)"),
+                          ("gpu", "error: device 'gpu': not a device; use auto (CUDA when present), cpu, cuda or cuda:N")):
+        monkeypatch.setattr(sys, "argv", ["music-ssl-demo", "--out-dir", str(tmp_path / "out"), "--device", device])
+        with pytest.raises(SystemExit) as exit_info:
+            demo_cli.cli()
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 1 and err[-1].startswith(error), err
+    assert not (tmp_path / "out").exists(), "refused before any stage"
+
+
 def test_failing_stage_names_its_command_and_log_and_leaves_no_marker(tmp_path):
     from music_ssl.demo.pipeline import DemoError
 
@@ -176,5 +223,8 @@ def test_training_log_gives_loss_accuracy_and_ema_curves(tmp_path):
 def test_majority_rate_counts_the_frames_hubert_predicts(tmp_path):
     km = tmp_path / "valid.km"
     km.write_text("5 0 5 0 5 0 7 0\n")
-    assert majority_rate(km, 100) == pytest.approx(0.75)  # every other 100 Hz label: 5 5 5 7
-    assert majority_rate(km, 50) == pytest.approx(0.5)  # every label: 0 four times of 8
+    write_dictionary(tmp_path, 8)
+    write_sidecar(km, {"k": 8, "label_rate": 100.0})
+    assert majority_rate(km) == pytest.approx(0.75)  # every other 100 Hz label: 5 5 5 7
+    write_sidecar(km, {"k": 8, "label_rate": 50.0})
+    assert majority_rate(km) == pytest.approx(0.5)  # every label: 0 four times of 8

@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 
 import fairseq.examples.data2vec.models.data2vec_audio as stock_data2vec
 import fairseq.models.hubert.hubert as stock_hubert
-import music_ssl  # noqa: F401  (registers our models, tasks, criterions)
+import music_ssl  # noqa: F401  (registers our models and tasks)
 from conftest import REPO, write_clips, write_manifest, write_random_labels
 from fairseq import tasks
 from fairseq.data.data_utils import compute_mask_indices

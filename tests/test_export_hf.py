@@ -227,9 +227,9 @@ def test_overwrite_replaces_only_the_exports_files_and_keeps_the_users(tmp_path)
     ckpt, out = stock_hubert(tmp_path), tmp_path / "hf"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    export_checkpoint(ckpt, out)  # a folder with only the user's files needs no --overwrite
+    export_checkpoint(ckpt, out)  # a folder with only the user's files needs no overwrite
     first = (out / "model.safetensors").read_bytes()
-    with pytest.raises(ExportError, match=r"already holds config.json, model.safetensors, .* pass --overwrite"):
+    with pytest.raises(ExportError, match=r"already holds config.json, model.safetensors, .* pass overwrite=True"):
         export_checkpoint(ckpt, out)
     (out / "config.json").write_text("{}")  # a damaged earlier export
     export_checkpoint(ckpt, out, overwrite=True)

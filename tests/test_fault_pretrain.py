@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -63,6 +64,55 @@ def test_fault_checkpoint_copy_never_leaves_half_a_file(tmp_path):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL and tmp.exists(), "killed mid-copy"
     assert digest(dst) in {digest(src) for src in sources}, "checkpoint_last.pt is one whole checkpoint"
+
+
+class RecordingTrainer:
+    """What fairseq's ``load_checkpoint`` asks of a trainer (no model): records the save folder it was asked to
+    restore from, as it was at that moment."""
+
+    checkpoint_suffix = ""
+
+    def __init__(self, save_dir: Path, writes_checkpoints: bool = True):
+        self.save_dir, self.should_save_checkpoint_on_current_rank = save_dir, writes_checkpoints
+        self.seen = None
+
+    def load_checkpoint(self, path, *args, **kwargs):
+        self.seen = sorted(str(p.relative_to(self.save_dir)) for p in self.save_dir.rglob("*"))
+        return None  # first launch: no checkpoint_last.pt
+
+    def get_train_iterator(self, epoch, **kwargs):
+        return SimpleNamespace(epoch=epoch)
+
+    def lr_step(self, epoch):
+        pass
+
+
+def test_stale_checkpoint_tmp_of_a_killed_save_is_removed_when_the_next_run_loads(tmp_path, caplog):
+    """fairseq_patches item 2: the ``checkpoint_*.pt.tmp`` a killed save left is gone before fairseq's
+    ``load_checkpoint`` runs (as ``fairseq_cli.train`` calls it), on the writing rank only; other files stay."""
+    from fairseq import checkpoint_utils
+    from fairseq.dataclass.configs import CheckpointConfig
+    from omegaconf import OmegaConf
+
+    save = tmp_path / "ckpt"
+    stale = ["checkpoint_3.pt.tmp", "checkpoint_last.pt.tmp"]  # fairseq's torch_persistent_save suffix
+    kept = ["checkpoint_2.pt", "notes.tmp", "checkpoint_3.pt.tmp.bak", ".checkpoint_4.tmp-99.pt",
+            "old/checkpoint_1.pt.tmp"]  # whole checkpoints, other files, and a sub-folder are not fairseq's temps
+    for name in stale + kept:
+        (save / name).parent.mkdir(parents=True, exist_ok=True)
+        (save / name).write_bytes(b"x")
+    cfg = OmegaConf.structured(CheckpointConfig(save_dir=str(save)))
+
+    other_rank = RecordingTrainer(save, writes_checkpoints=False)
+    checkpoint_utils.load_checkpoint(cfg, other_rank, disable_iterator_cache=False)
+    assert all((save / name).exists() for name in stale + kept), "a rank that writes no checkpoint deletes nothing"
+
+    trainer = RecordingTrainer(save)
+    with caplog.at_level("WARNING"):
+        _, epoch_itr = checkpoint_utils.load_checkpoint(cfg, trainer, disable_iterator_cache=False)
+    assert epoch_itr.epoch == 1 and trainer.seen == sorted(kept + ["old"]), "removed before fairseq loads"
+    assert sorted(p.name for p in save.glob("*.pt.tmp")) == [] and all((save / name).exists() for name in kept)
+    assert sum("a checkpoint write interrupted in an earlier run" in r.getMessage() for r in caplog.records) == 2
 
 
 def hubert_tiny(data: Path, save: Path, hydra_dir: Path, max_update: int) -> list[str]:

@@ -7,7 +7,7 @@ import torchaudio
 
 from conftest import SAMPLE_RATE, synth_clip, write_manifest
 from music_ssl.data.errors import AudioError
-from music_ssl.labels import dump_features, make_extractor
+from music_ssl.labels import FeatureSettings, LabelPrepError, dump_features, make_extractor
 from music_ssl.labels import mfcc as mfcc_module
 from music_ssl.labels.features import feature_paths, load_shard
 from music_ssl.labels.mfcc import MfccFeatures
@@ -63,7 +63,7 @@ def shard_of(tmp_path, files: dict):
 
 def test_features_shard_rows_frames_and_lengths(tmp_path):
     tsv_dir = shard_of(tmp_path, {f"c{i}.wav": (synth_clip(0.4 + 0.3 * i, seed=i), SAMPLE_RATE) for i in range(3)})
-    extractor = make_extractor("mfcc")
+    extractor = make_extractor(FeatureSettings())
     npy = dump_features(tsv_dir, "train", 1, 0, tmp_path / "feat", extractor)
     feats, lengths, marker = load_shard(tmp_path / "feat", "train", 1, 0)
     sizes = [sf.info(tsv_dir / "audio" / f"c{i}.wav").frames for i in range(3)]
@@ -78,7 +78,7 @@ def bad_input_error(tmp_path, files: dict, edit=None) -> str:
     if edit:
         edit(tsv_dir / "audio")
     with pytest.raises(AudioError) as err:
-        dump_features(tsv_dir, "train", 1, 0, tmp_path / "feat", make_extractor("mfcc"))
+        dump_features(tsv_dir, "train", 1, 0, tmp_path / "feat", make_extractor(FeatureSettings()))
     message = str(err.value)
     assert "\n" not in message and not (tmp_path / "feat" / "train_0_1.npy").exists()
     return message
@@ -111,16 +111,19 @@ def test_file_that_changed_size_after_the_manifest_is_named_with_the_fix(tmp_pat
 
 
 def test_layer_feature_needs_a_checkpoint_and_layer():
-    with pytest.raises(ValueError, match="--checkpoint"):
-        make_extractor("layer")
-    with pytest.raises(ValueError, match="unknown; choose mfcc or layer"):
-        make_extractor("chroma")
+    with pytest.raises(LabelPrepError, match="^feature='layer' needs checkpoint .* and layer .*; got checkpoint=None"):
+        FeatureSettings(feature="layer")
+    with pytest.raises(LabelPrepError, match="^feature='layer' needs .*; got checkpoint='m.pt', layer=None"):
+        FeatureSettings(feature="layer", checkpoint="m.pt")
+    with pytest.raises(LabelPrepError, match="^feature='chroma': unknown; choose one of mfcc, layer"):
+        FeatureSettings(feature="chroma")
 
 
 @pytest.mark.slow
 def test_layer_features_have_the_encoder_frame_count_and_values(tmp_path, tiny_checkpoints):
     tsv_dir = shard_of(tmp_path, {f"c{i}.wav": (synth_clip(0.7 + 0.5 * i, seed=i), SAMPLE_RATE) for i in range(2)})
-    extractor = make_extractor("layer", checkpoint=tiny_checkpoints["music_hubert"], layer=2, device="cpu")
+    extractor = make_extractor(FeatureSettings(feature="layer", checkpoint=tiny_checkpoints["music_hubert"], layer=2),
+                               "cpu")
     dump_features(tsv_dir, "train", 1, 0, tmp_path / "feat", extractor)
     feats, lengths, marker = load_shard(tmp_path / "feat", "train", 1, 0)
     wav = sf.read(tsv_dir / "audio" / "c1.wav", dtype="float32")[0]
@@ -128,5 +131,5 @@ def test_layer_features_have_the_encoder_frame_count_and_values(tmp_path, tiny_c
     assert (marker["frame_rate"], feats.shape[1]) == (50.0, 64)
     hidden, _ = extractor.encoder(torch.from_numpy(wav)[None])
     np.testing.assert_allclose(feats[lengths[0]:], hidden[2][0].numpy(), atol=1e-4)
-    with pytest.raises(ValueError, match="--layer 9 does not exist; this model has layers 0..4"):
-        make_extractor("layer", checkpoint=tiny_checkpoints["music_hubert"], layer=9, device="cpu")
+    with pytest.raises(ValueError, match="layer=9 does not exist; this model has layers 0..4"):
+        make_extractor(FeatureSettings(feature="layer", checkpoint=tiny_checkpoints["music_hubert"], layer=9), "cpu")

@@ -1,4 +1,5 @@
 """Label preparation end to end: ``all`` on synthetic audio, sharding, resuming, checks, CLIs."""
+import dataclasses
 import json
 import logging
 import math
@@ -10,7 +11,10 @@ import soundfile as sf
 
 from conftest import SAMPLE_RATE, run_cli, synth_clip, write_manifest
 from music_ssl.data.label_alignment import LabelAlignmentError, check_label_alignment
-from music_ssl.labels import KMeansModel, LabelPrepError, check_stage, run_all
+from music_ssl.data.label_files import LabelFileError, write_sidecar
+from music_ssl.errors import LabelError
+from music_ssl.labels import (CheckSettings, FeatureSettings, FitSettings, KMeansModel, LabelPrepError, LabelSettings,
+                              check_stage, run_all)
 from music_ssl.cli import kmeans_labels
 
 SECONDS = {"train": [1.0, 1.3, 0.8, 1.6, 1.1], "valid": [0.9, 1.2]}
@@ -32,23 +36,26 @@ def corpus(tmp_path):
     return data
 
 
-def mfcc_all(data, out, **kwargs):
-    return run_all(data, out, feature="mfcc", n_clusters=kwargs.pop("n_clusters", 8), percent=1.0, device="cpu",
-                   **kwargs)
+def mfcc_all(data, out, **settings):
+    """``run_all`` of MFCC labels, k=8 on every frame, on the CPU; ``settings`` by flat name."""
+    return run_all(data, out, LabelSettings.from_flat(**{"feature": "mfcc", "n_clusters": 8, "percent": 1.0,
+                                                          "device": "cpu", **settings}))
 
 
 def manifest_sizes(tsv):
     return [int(line.split("\t")[1]) for line in tsv.read_text().splitlines()[1:]]
 
 
-def load_in_training_task(data, label_dir, label_rate):
-    """The MusicHuBERT task's own loading path (its label checks, then fairseq's HubertDataset)."""
+def load_in_training_task(data, label_dir, label_rate=-1.0):
+    """The MusicHuBERT task's own loading path (its label checks, then fairseq's HubertDataset); label_rate -1 (unset):
+    the rate recorded beside the labels."""
     from music_ssl.tasks.music_hubert_pretraining import MusicHubertPretrainingConfig, MusicHubertPretrainingTask
 
     cfg = MusicHubertPretrainingConfig(data=str(data), label_dir=str(label_dir), labels=["km"],
                                        label_rate=float(label_rate))
     task = MusicHubertPretrainingTask.setup_task(cfg)
     task.load_dataset("train")
+    assert task.cfg.label_rate == task.state.label_rate > 0
     return task.dataset("train")
 
 
@@ -66,8 +73,13 @@ def test_all_writes_labels_aligned_at_100_hz_that_the_training_task_loads(corpus
     assert (out / "dict.km.txt").read_text() == "".join(f"{i} 1\n" for i in range(8))
     assert KMeansModel.load(out / "kmeans.safetensors").frame_rate == 100.0
     assert json.loads((out / "report.json").read_text())["valid"]["k"] == 8
-    dataset = load_in_training_task(corpus, out, 100)
+    dataset = load_in_training_task(corpus, out)  # no label_rate: the one label prep recorded (100 Hz)
+    assert dataset.label_rates == [100.0]
     assert len(dataset[1]["label_list"][0]) == len((out / "train.km").read_text().splitlines()[1].split())
+    assert load_in_training_task(corpus, out, 100).label_rates == [100.0]  # a stated rate that agrees
+    with pytest.raises(LabelError, match=rf"{out / 'train.km.json'}: labels at 100 Hz, but task.label_rate=50; "
+                                         "drop task.label_rate"):
+        load_in_training_task(corpus, out, 50)
 
 
 def test_sharded_run_gives_the_same_labels_as_one_shard(corpus, tmp_path, monkeypatch):
@@ -101,8 +113,59 @@ def test_rerun_skips_complete_shards_and_redoes_partial_ones(corpus, tmp_path):
 
 
 def test_more_clusters_than_frames_is_a_clear_error(corpus, tmp_path):
-    with pytest.raises(LabelPrepError, match=r"train has only \d+ frames for k=5000 clusters; lower --n-clusters"):
+    with pytest.raises(LabelPrepError, match=r"train has only \d+ frames for k=5000 clusters; lower n_clusters"):
         mfcc_all(corpus, tmp_path / "km", n_clusters=5000)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: FitSettings(percent=2), r"percent=2: must be in \(0, 1\]"),
+    (lambda: FitSettings(percent=0.0), r"percent=0.0: must be in \(0, 1\]"),
+    (lambda: FitSettings(n_clusters=0), "n_clusters=0: must be at least 1"),
+    (lambda: FitSettings(n_clusters=8, max_frames=4), "max_frames=4: must be at least n_clusters=8"),
+    (lambda: FitSettings(max_sample_gb=0), "max_sample_gb=0: must be positive"),
+    (lambda: FitSettings(backend="faiss"), "backend='faiss': unknown; choose one of torch, sklearn"),
+    (lambda: FitSettings(max_iter=0), "max_iter=0: must be at least 1"),
+    (lambda: FeatureSettings(feature="chroma"), "feature='chroma': unknown; choose one of mfcc, layer"),
+    (lambda: FeatureSettings(feature="layer", layer=3), "feature='layer' needs checkpoint .*got checkpoint=None"),
+    (lambda: FeatureSettings(n_mfcc=0), "n_mfcc=0: must be at least 1"),
+    (lambda: FeatureSettings(layer=-1), "layer=-1: must be 0"),
+    (lambda: CheckSettings(tolerance=-0.1), "tolerance=-0.1: must be 0 or more"),
+    (lambda: LabelSettings(splits=()), r"splits=\[\]: must name at least one split"),
+    (lambda: LabelSettings(splits=("train", "train")), "splits=.*each once"),
+    (lambda: LabelSettings(nshard=0), "nshard=0: must be at least 1"),
+    (lambda: LabelSettings.from_flat(percent=2), r"percent=2: must be in \(0, 1\]"),
+])
+def test_settings_reject_bad_values_with_a_line_naming_the_setting(make, message):
+    with pytest.raises(LabelPrepError, match=f"^{message}") as info:
+        make()
+    assert "--" not in str(info.value) and "\n" not in str(info.value)  # the setting, never a CLI flag
+
+
+def test_settings_are_the_cli_defaults_and_flat_names_reach_their_part(tmp_path):
+    args = vars(kmeans_labels.parser().parse_args(["all", "tsv", "out", "--n-clusters", "8"]))
+    assert (args.pop("command"), args.pop("tsv_dir"), args.pop("out_dir")) == ("all", "tsv", "out")
+    assert LabelSettings.from_flat(**args) == LabelSettings(fit=FitSettings(n_clusters=8))  # defaults stated once
+    settings = LabelSettings.from_flat(feature="layer", checkpoint="m.pt", layer=2, percent=1.0, tolerance=0.2,
+                                       splits=["a", "b"], device="cpu")
+    assert (settings.features.layer, settings.fit.percent, settings.check.tolerance) == (2, 1.0, 0.2)
+    assert settings.splits == ("a", "b") and settings.device == "cpu"
+    with pytest.raises(TypeError):
+        LabelSettings.from_flat(n_cluster=8)  # a typo is not silently dropped
+    for part in (FeatureSettings, FitSettings, CheckSettings, LabelSettings):
+        assert all(f.metadata.get("help") for f in dataclasses.fields(part))
+
+
+def test_cli_bad_setting_prints_one_line_naming_the_setting_before_any_work(corpus, tmp_path, monkeypatch, capsys):
+    from test_bad_input_labels import cli_error
+
+    out = tmp_path / "km"
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "all", corpus, out,
+                     "--n-clusters", "4", "--percent", "2", "--device", "cpu")
+    assert line == "error: percent=2.0: must be in (0, 1] (the fraction of frames to fit on; 1 = all)."
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "fit", out / "feat", "train", 1,
+                     out / "km.safetensors", "--n-clusters", "8", "--max-frames", "4")
+    assert line.startswith("error: max_frames=4: must be at least n_clusters=8")
+    assert not out.exists()
 
 
 def write_labelled_split(folder, relpaths, label_lines, k):
@@ -141,8 +204,13 @@ def test_check_rejects_misaligned_lines_and_unknown_labels(tmp_path):
                                                   "expected 32±10 for 0.32 s at 100 Hz"):
         check_stage(tmp_path, tmp_path, "train", 100)
     (tmp_path / "train.km").write_text("0 " * 50 + "\n" + "7 " * 30 + "\n")
-    with pytest.raises(LabelPrepError, match=r"train.km:2: label 7 outside 0..1"):
+    with pytest.raises(LabelFileError, match=r"train.km: line 2 has label '7', not an id 0..1 of the dictionary"):
         check_stage(tmp_path, tmp_path, "train", 100)
+    (tmp_path / "train.km").write_text("0 " * 50 + "\n" + "1 " * 30 + "\n")
+    with pytest.raises(LabelFileError, match=r"no label rate recorded beside it \(train.km.json"):
+        check_stage(tmp_path, tmp_path, "train")  # labels of another tool: the rate must be stated
+    write_sidecar(tmp_path / "train.km", {"k": 2, "label_rate": 100.0})
+    assert check_stage(tmp_path, tmp_path, "train").frames == 80  # the recorded rate is used
 
 
 def test_cli_bad_input_prints_one_error_line_naming_the_file(corpus, tmp_path, monkeypatch, capsys):
@@ -180,11 +248,11 @@ def test_console_scripts_manifest_then_sharded_sklearn_labels(tmp_path):
 @pytest.mark.slow
 def test_layer_labels_of_a_checkpoint_align_at_50_hz(session_corpus, tiny_checkpoints, tmp_path):
     out = tmp_path / "km"
-    run_all(session_corpus, out, feature="layer", checkpoint=tiny_checkpoints["music_hubert"], layer=3, n_clusters=4,
-            percent=1.0, device="cpu")
+    features = FeatureSettings(feature="layer", checkpoint=tiny_checkpoints["music_hubert"], layer=3)
+    run_all(session_corpus, out, LabelSettings(features, FitSettings(n_clusters=4, percent=1.0), device="cpu"))
     for split in ("train", "valid"):
         check_label_alignment(str(session_corpus / f"{split}.tsv"), str(out / f"{split}.km"), 50, SAMPLE_RATE)
         frames = [(n - 400) // 320 + 1 for n in manifest_sizes(session_corpus / f"{split}.tsv")]
         assert [len(line.split()) for line in (out / f"{split}.km").read_text().splitlines()] == frames
     assert KMeansModel.load(out / "kmeans.safetensors").features["layer"] == 3
-    assert len(load_in_training_task(session_corpus, out, 50)) == 8
+    assert len(load_in_training_task(session_corpus, out)) == 8  # 50 Hz, as recorded

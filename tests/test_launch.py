@@ -9,7 +9,7 @@ import torch
 
 import music_ssl  # noqa: F401  (allows fairseq.Dictionary in weights_only loads)
 from conftest import USER_DIR, free_port, num_updates, run_cli, two_worker_corpus
-from music_ssl.resources import PRETRAIN_CONFIG_DIR
+from music_ssl.core.resources import PRETRAIN_CONFIG_DIR
 
 RUN_DIR = PRETRAIN_CONFIG_DIR / "run"
 CPU_DDP = ("distributed_training.distributed_backend=gloo",

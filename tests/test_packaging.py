@@ -2,6 +2,7 @@
 stack offline, runs every console script and a tiny pipeline from an empty folder, without the checkout."""
 import configparser
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -63,7 +64,7 @@ def console_scripts(dist_info: Path) -> list[str]:
     return sorted(entry_points["console_scripts"])
 
 
-def test_user_dir_named_music_ssl_is_the_imported_package(tmp_path):
+def test_user_dir_named_music_ssl_is_the_imported_package(tmp_path, caplog):
     """fairseq refuses a user_dir whose folder differs from an imported module of that name, and a folder that is
     gone (a checkpoint's user_dir from the machine that trained it); both mean this package, already imported."""
     from fairseq import utils
@@ -73,10 +74,13 @@ def test_user_dir_named_music_ssl_is_the_imported_package(tmp_path):
     (other / "__init__.py").write_text("raise RuntimeError('the other copy was imported')\n")
     with pytest.raises(ImportError, match="not globally unique"):
         fairseq_patches._FAIRSEQ_IMPORT_USER_MODULE(Namespace(user_dir=str(other)))  # fairseq's own behaviour
-    utils.import_user_module(Namespace(user_dir=str(other)))
-    utils.import_user_module(Namespace(user_dir="/cluster/gone/music_ssl"))
-    utils.import_user_module(Namespace(user_dir=str(REPO / "music_ssl")))
-    assert Path(music_ssl.__file__).parent == fairseq_patches.PACKAGE_DIR
+    gone = "/cluster/gone/music_ssl"
+    with caplog.at_level(logging.INFO, logger=fairseq_patches.__name__):
+        for user_dir in (other, gone, REPO / "music_ssl"):
+            utils.import_user_module(Namespace(user_dir=str(user_dir)))
+    redirected = [r.args[0] for r in caplog.records if "using the imported music_ssl" in r.getMessage()]
+    assert redirected == [str(other), gone]  # the imported package's own folder is used silently
+    assert sys.modules["music_ssl"] is music_ssl and Path(music_ssl.__file__).resolve().parent == REPO / "music_ssl"
     with pytest.raises(FileNotFoundError):  # any other plugin name is still fairseq's business
         utils.import_user_module(Namespace(user_dir=str(tmp_path / "another_plugin")))
 

@@ -1,10 +1,14 @@
 """Feature sources and the on-disk cache: shapes, the JukeMIR baselines, Jukebox files, cache hits and every
 kind of invalidation, checkpoint sources (pretrained and random init)."""
+import logging
+
 import numpy as np
 import pytest
 
 from conftest import write_clips
 
+from music_ssl.cli.common import run_main
+from music_ssl.data.errors import AudioError
 from music_ssl.probe.errors import MissingDataError, ProbeConfigError, ProbeDataError
 from music_ssl.probe.features import FeatureSource, build_source, cache, load_features
 from music_ssl.probe.features.handcrafted_source import moments
@@ -99,7 +103,9 @@ def test_cache_hit_and_every_invalidation(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "FEATURE_CODE_VERSION", cache.FEATURE_CODE_VERSION + 1)  # feature code
     load()
     assert source.calls == 5
-    assert not list(store.rglob("*.tmp"))  # written under a temporary name, then renamed
+    entries = list(store.rglob("*"))  # pathlib's "*" matches hidden names too
+    assert any(p.suffix == ".npz" for p in entries)
+    assert not [p for p in entries if ".tmp-" in p.name]  # written as .STEM.tmp-PID.EXT (core.atomic), renamed
 
 
 def test_damaged_cache_entry_is_recomputed(tmp_path, caplog):
@@ -113,8 +119,27 @@ def test_damaged_cache_entry_is_recomputed(tmp_path, caplog):
 
 
 def test_cache_key_reports_missing_audio(tmp_path):
-    with pytest.raises(MissingDataError, match=r"gone\.wav: audio file not found"):
+    with pytest.raises(FileNotFoundError, match=r"gone\.wav: audio file not found") as err:
         load_features(CountingSource(), [tmp_path / "gone.wav"], "clip", None, None, tmp_path / "cache")
+    assert isinstance(err.value, AudioError) and err.value.kind == "missing"
+
+
+def test_missing_and_non_audio_files_reach_the_user_as_one_line(tmp_path, capsys):
+    (tmp_path / "notes.wav").write_text("no audio here, just notes\n")
+    cases = {"gone.wav": "gone.wav: audio file not found; check the path",
+             "notes.wav": "notes.wav: not an audio file (soundfile: "}
+    handlers, level = logging.root.handlers[:], logging.root.level  # run_main logs to the captured stderr
+    for name, words in cases.items():
+        try:
+            with pytest.raises(SystemExit) as exit_info:  # the probe CLI's wrapper around its library call
+                run_main(load_features, dict(source=build_source("mfcc"), paths=[tmp_path / name], pooling="clip",
+                                             window=None, hop=None, cache_dir=tmp_path / "cache"))
+        finally:
+            logging.root.handlers[:] = handlers
+            logging.root.setLevel(level)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 1 and len(err) == 1 and err[0].startswith("error: ") and words in err[0]
+    assert "re-encode it as wav/flac or remove it" in err[0]
 
 
 @pytest.mark.slow  # trains the session's tiny checkpoints when no other test did

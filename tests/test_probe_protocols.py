@@ -5,13 +5,14 @@ ablation."""
 import dataclasses
 import hashlib
 import json
+import re
 
 import mir_eval
 import numpy as np
 import pytest
 import torch
 
-from test_probe_tasks import touch_audio
+from test_probe_datasets import touch_audio
 from test_probe_train import one_thread, small_grid, synthetic_data  # noqa: F401 (autouse fixture)
 
 from music_ssl.probe import run_probe
@@ -25,9 +26,9 @@ from music_ssl.probe.metrics import beat_f_measure, beat_f_measure_files
 from music_ssl.probe.protocols import PROTOCOLS, WEIGHTED_SUM, TrainSettings, get_protocol, resolve_layers
 from music_ssl.probe.published import lookup, references
 from music_ssl.probe.task_types import TASK_TYPES
-from music_ssl.probe.tasks import load_task
-from music_ssl.probe.tasks.task import Item, TaskData
-from music_ssl.probe.tasks.vocalset import SINGERS, TECHNIQUES
+from music_ssl.probe.datasets import load_probe_dataset
+from music_ssl.probe.datasets.dataset import Item, ProbeDataset
+from music_ssl.probe.datasets.vocalset import SINGERS, TECHNIQUES
 from music_ssl.probe.trainer import train_batched, train_sequential
 
 
@@ -92,7 +93,7 @@ def grouped_data(kind: str, groups: list, logits_dim: int) -> ProbeData:
     else:
         song_y = torch.tensor(rng.integers(0, logits_dim, num))
     split = SplitArrays(torch.zeros(1, len(groups), 2), song_y[g], g, aggregate=True)
-    task = TaskData("t", kind, [], classes=[str(k) for k in range(logits_dim)],
+    task = ProbeDataset("t", kind, [], classes=[str(k) for k in range(logits_dim)],
                     output_names=[f"y{k}" for k in range(logits_dim)])
     return ProbeData(task, TASK_TYPES[kind], {"train": split, "valid": split, "test": split}, logits_dim)
 
@@ -141,7 +142,7 @@ def test_ma2023_emomusic_rule_windows_items_and_song_means(tmp_path):
     """Emomusic under ma2023: 5-s windows are the items, valid/test outputs are averaged per song."""
     write_emomusic(tmp_path)
     rules = get_protocol("ma2023").rules_for("emomusic", "regression")
-    task = load_task("emomusic", root=tmp_path, **rules)
+    task = load_probe_dataset("emomusic", root=tmp_path, **rules)
     assert (task.pooling, task.window_seconds, task.aggregate) == ("window", 5.0, "mean")
     windows = 9  # a 45-s clip in 5-s windows
     arrays = [np.full((windows, 1, 2), i, np.float32) for i, _ in enumerate(task.items)]
@@ -162,7 +163,7 @@ def test_mtg_long_tracks_are_the_mean_of_30s_window_embeddings():
     windows = mean_windows(frames, 50.0, 30.0, 30.0)  # three full 30-s windows; the 5-s tail is dropped
     hand = np.stack([frames[:, a:a + 1500].mean(1) for a in (0, 1500, 3000)])
     np.testing.assert_allclose(windows, hand)
-    task = TaskData("mtg", "multilabel", [Item("a", ["x"], s) for s in ("train", "valid", "test")], classes=["x"])
+    task = ProbeDataset("mtg", "multilabel", [Item("a", ["x"], s) for s in ("train", "valid", "test")], classes=["x"])
     data = assemble(task, FeatureSet([windows] * 3, ["s0", "s1"], 50.0, False), "cpu")
     np.testing.assert_allclose(data.splits["test"].x[:, 0].numpy(), hand.mean(0), rtol=1e-6)
 
@@ -212,13 +213,13 @@ def test_vocalset_technique_by_singer_9_6_5_and_singer_id_12_8_5_within_singers(
     for singer in SINGERS:
         for take in range(25):
             touch_audio(tmp_path / "FULL" / singer / "scales" / TECHNIQUES[take % 10] / f"{singer}_{take}.wav", 0.01)
-    technique = load_task("vocalset_technique", root=tmp_path)
+    technique = load_probe_dataset("vocalset_technique", root=tmp_path)
     singers = {s: {i.path.parts[-4] for i in technique.split_items(s)} for s in ("train", "valid", "test")}
     assert [len(singers[s]) for s in ("train", "valid", "test")] == [9, 6, 5]
     assert not (singers["train"] & singers["valid"] or singers["train"] & singers["test"]
                 or singers["valid"] & singers["test"])
     assert singers["test"] == {"f2", "f8", "m3", "m5", "m10"}
-    ident = load_task("vocalset_singer", root=tmp_path)
+    ident = load_probe_dataset("vocalset_singer", root=tmp_path)
     for singer in SINGERS:
         counts = [sum(i.label == singer for i in ident.split_items(s)) for s in ("train", "valid", "test")]
         assert counts == [12, 8, 5], singer  # 12:8:5 inside every singer: all 20 singers in every split
@@ -230,7 +231,7 @@ def test_bad_key_label_names_file_and_row(tmp_path):
         f"{p.name},{label},{split}" for p, label, split in zip(paths, ("C major", "H major", "A minor"),
                                                                 ("train", "valid", "test"))) + "\n")
     with pytest.raises(ProbeDataError, match=r"keys\.csv:3: key 'H major' is not"):
-        load_task("csv", path=str(tmp_path / "keys.csv"), type="key")
+        load_probe_dataset("csv", path=str(tmp_path / "keys.csv"), type="key")
     gs = tmp_path / "GS"
     (gs / "giantsteps-mtg-key-dataset" / "annotations").mkdir(parents=True)
     (gs / "giantsteps-mtg-key-dataset" / "annotations" / "annotations.txt").write_text(
@@ -238,7 +239,7 @@ def test_bad_key_label_names_file_and_row(tmp_path):
     (gs / "giantsteps-mtg-key-dataset" / "annotations" / "beatport_metadata.txt").write_text(
         "ID\tARTIST\n1\tX\n2\tY\n")
     with pytest.raises(ProbeDataError, match=r"annotations\.txt:3: key 'A mixolydian'"):
-        load_task("giantsteps_key", root=gs)
+        load_probe_dataset("giantsteps_key", root=gs)
 
 
 # ---------------------------------------------------------------- Jukebox features in JukeMIR's layout
@@ -263,7 +264,7 @@ def test_fake_jukemir_representation_tree_loads_by_uid(tmp_path):
         uid = hashlib.sha256(entry.split("/")[1][:-len(".wav")].encode()).hexdigest()  # JukeMIR's GTZAN uid
         vectors[entry.split("/")[1][:-4]] = np.full(16, k, np.float32)
         np.save(features / f"{uid}.npy", vectors[entry.split("/")[1][:-4]])
-    task = load_task("gtzan_genre", root=tmp_path / "GTZAN")
+    task = load_probe_dataset("gtzan_genre", root=tmp_path / "GTZAN")
     source = JukeboxSource(features, dim=16)
     source.bind_items(task.items)
     arrays, names, _ = source.extract([i.path for i in task.items], "clip", None, None)
@@ -279,13 +280,13 @@ def test_fake_jukemir_representation_tree_loads_by_uid(tmp_path):
 
 def test_jukemir_uids_of_mtt_emomusic_and_giantsteps_windows(tmp_path):
     write_emomusic(tmp_path / "EMO")
-    assert [i.uid for i in load_task("emomusic", root=tmp_path / "EMO").items][:2] == ["0001", "0002"]
+    assert [i.uid for i in load_probe_dataset("emomusic", root=tmp_path / "EMO").items][:2] == ["0001", "0002"]
     mtt = tmp_path / "MTT"
     rows = ["clip_id\tguitar\tmp3_path"] + [f"{i}\t1\t{d}/clip{i}.mp3" for i, d in ((2, "0"), (6, "c"), (10, "d"))]
     (mtt.mkdir() or mtt / "annotations_final.csv").write_text("\n".join(rows) + "\n")
     for i, d in ((2, "0"), (6, "c"), (10, "d")):
         touch_audio(mtt / d / f"clip{i}.mp3")
-    assert [i.uid for i in load_task("mtt_top50", root=mtt).items] == ["00002", "00006", "00010"]
+    assert [i.uid for i in load_probe_dataset("mtt_top50", root=mtt).items] == ["00002", "00006", "00010"]
     folder = tmp_path / "gs_jukebox"
     folder.mkdir()
     for k in range(3):  # three full 30-s windows of track 123
@@ -347,7 +348,7 @@ def test_published_tables_cover_the_papers():
 def test_paper_configs_run_all_13_tasks_and_prob70_ablation_exists():
     from omegaconf import OmegaConf
 
-    from music_ssl.resources import PROBE_CONFIG_DIR
+    from music_ssl.core.resources import PROBE_CONFIG_DIR
 
     for name in ("music2vec", "music_hubert"):
         cfg = OmegaConf.load(PROBE_CONFIG_DIR / f"{name}.yaml")
@@ -356,6 +357,51 @@ def test_paper_configs_run_all_13_tasks_and_prob70_ablation_exists():
         assert cfg.source.reference in references()
     prob70 = OmegaConf.load(PROBE_CONFIG_DIR.parent / "pretrain" / "ablation" / "prob70.yaml")
     assert prob70.model.mask_prob == 0.70
+
+
+@pytest.mark.parametrize("key, value, allowed", [
+    ("source.kind", "wav2vec", "[checkpoint, hf, jukebox, chroma, mfcc]"),
+    ("source.naming", "uid", "[jukemir, stem]"),
+    ("protocol.name", "map", "[ma2023, mulap, marble, jukemir]"),
+])
+def test_unknown_choice_is_rejected_when_the_config_is_composed(key, value, allowed, tmp_path, monkeypatch, capsys):
+    from hydra.errors import ConfigCompositionException
+
+    from test_bad_input_labels import cli_error
+
+    from music_ssl.cli.probe import cli, main
+    from music_ssl.core.resources import PROBE_CONFIG_DIR
+    from music_ssl.probe.config import resolve_config
+
+    reason = f"Invalid value '{value}', expected one of {allowed}"
+    with pytest.raises(ConfigCompositionException) as info:  # hydra, before anything runs
+        main(str(PROBE_CONFIG_DIR), "demo", ["data_root=x", f"{key}={value}"])
+    assert str(info.value.__cause__).splitlines()[0] == reason
+    line = cli_error(monkeypatch, capsys, cli, "music-ssl-probe", "--config-name", "demo", "data_root=x",
+                     f"{key}={value}")
+    assert line == f"error: Error merging override {key}={value}: {reason}"
+    section, name = key.split(".")
+    (tmp_path / "bad.yaml").write_text(f"defaults: [probe_schema, _self_]\ndata_root: x\n{section}:\n  {name}: {value}\n")
+    line = cli_error(monkeypatch, capsys, cli, "music-ssl-probe", "--config-dir", tmp_path, "--config-name", "bad")
+    assert line.startswith("error: In 'bad': ") and line.endswith(f"{reason} (key {key})")  # a YAML value: one line
+    with pytest.raises(ProbeConfigError, match="^" + re.escape(f"probe config: {key}: {reason};")):
+        resolve_config({"data_root": "x", section: {name: value}})  # the Python API: the same schema
+
+
+def test_shipped_probe_configs_compose_and_choices_resolve_to_plain_strings():
+    from hydra import compose, initialize_config_dir
+
+    from music_ssl.core.resources import PROBE_CONFIG_DIR
+    from music_ssl.probe.config import register_schema, resolve_config
+
+    register_schema()
+    for path in sorted(PROBE_CONFIG_DIR.glob("*.yaml")):
+        with initialize_config_dir(config_dir=str(PROBE_CONFIG_DIR), version_base=None):
+            cfg = compose(config_name=path.stem, overrides=["data_root=/data", "source.kind=mfcc", "tasks=[x]"])
+        out = resolve_config(cfg)
+        for value in (out["source"]["kind"], out["source"]["naming"], out["protocol"]["name"]):
+            assert type(value) is str  # JSON-able: hashed into config_hash and written to results.json
+        json.dumps(out)
 
 
 @pytest.mark.slow  # trains the session's tiny checkpoints when no other test did

@@ -17,7 +17,7 @@ from music_ssl.probe.data import ProbeData, SplitArrays
 from music_ssl.probe.errors import MissingDataError, ProbeConfigError
 from music_ssl.probe.protocols import WEIGHTED_SUM, ProbeConfig, TrainSettings, expand, get_protocol
 from music_ssl.probe.task_types import TASK_TYPES
-from music_ssl.probe.tasks.task import TaskData
+from music_ssl.probe.datasets.dataset import ProbeDataset
 from music_ssl.probe.trainer import train_batched, train_sequential
 
 SPLIT_SIZES = {"train": 40, "valid": 16, "test": 16}
@@ -48,7 +48,7 @@ def synthetic_data(kind: str, seed: int = 0, num_states: int = 3, dim: int = 8, 
             y = rng.standard_normal((n, outputs)).astype(np.float32)
             x[1, :, :outputs] += y
         splits[split] = SplitArrays(torch.from_numpy(x), torch.from_numpy(y))
-    task = TaskData("synthetic", kind, [], classes=[str(k) for k in range(outputs)],
+    task = ProbeDataset("synthetic", kind, [], classes=[str(k) for k in range(outputs)],
                     output_names=[f"y{k}" for k in range(outputs)])
     return ProbeData(task, TASK_TYPES[kind], splits, outputs, None, [f"s{i}" for i in range(num_states)])
 
@@ -159,6 +159,7 @@ def test_feature_that_carries_the_label_beats_one_that_does_not(tmp_path):
     assert summary["tasks"]["task"]["split_checksums"] == noise["tasks"]["task"]["split_checksums"]
     assert summary["config_hash"] != noise["config_hash"]
     assert len(summary["probes"]) == 10  # 5 learning rates x 2 seeds
+    assert {(p["layer"], p["layer_index"]) for p in summary["probes"]} == {("jukebox36", 0)}  # name and index both kept
     assert list((out / "wandb").glob("offline-run-*"))  # logged to wandb (offline in tests)
 
 

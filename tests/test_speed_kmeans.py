@@ -4,7 +4,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from music_ssl.labels.kmeans import chunk_rows, nearest
-from music_ssl.labels.model import KMeansModel
+from music_ssl.labels.kmeans_file import KMeansModel
 
 torch.set_num_threads(1)
 

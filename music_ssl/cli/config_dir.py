@@ -5,7 +5,7 @@
 """
 import argparse
 
-from ..resources import CONFIG_DIR, PLUGIN_DIR
+from ..core.resources import CONFIG_DIR, PLUGIN_DIR
 from .common import emit
 
 

@@ -12,6 +12,8 @@ seeded from --seed, so a rerun gives the same checkpoints and table. Logging lev
 import argparse
 from pathlib import Path
 
+from music_ssl.core.device import DEVICE_HELP
+
 from .common import emit, run_main
 
 
@@ -38,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-seeds", dest="probe_seeds", type=int, default=3, help="seeds per probe config (3)")
     p.add_argument("--probe-epochs", dest="probe_epochs", type=int, default=None,
                    help="most epochs per probe (default: config/probe/demo.yaml's)")
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto = CUDA when present")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     return p
 
 

@@ -15,7 +15,7 @@ naming the file and the fix. Logging level from LOGLEVEL (default INFO).
 import argparse
 import logging
 
-from ..errors import ExportError
+from ..core.errors import ExportError
 from .common import run_main
 
 logger = logging.getLogger("music_ssl.cli.export_hf")

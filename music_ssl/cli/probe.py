@@ -13,7 +13,7 @@ The config is composed with hydra (key=value overrides as in any hydra app; the 
 import argparse
 from pathlib import Path
 
-from ..resources import PROBE_CONFIG_DIR
+from ..core.resources import PROBE_CONFIG_DIR
 from .common import emit, run_main
 
 DEFAULT_CONFIG_DIR = PROBE_CONFIG_DIR
@@ -45,10 +45,10 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
     from music_ssl.probe import run_probe
     from music_ssl.probe.config import register_schema
     from music_ssl.probe.errors import ProbeConfigError
-    from music_ssl.probe.tasks import TASKS
+    from music_ssl.probe.datasets import DATASETS
 
     if list_tasks:
-        emit("\n".join(f"{name:20s} {spec.type:11s} {spec.layout}" for name, spec in sorted(TASKS.items())))
+        emit("\n".join(f"{name:20s} {spec.type:11s} {spec.layout}" for name, spec in sorted(DATASETS.items())))
         return {}
     if list_protocols_ or list_references_:
         emit(list_protocols() if list_protocols_ else list_references())

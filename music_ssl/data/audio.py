@@ -1,29 +1,54 @@
-"""Validated audio reading in the training format (16 kHz mono) and file inspection.
+"""The toolkit's one audio reader (soundfile): header info, file inspection, strict and permissive reads, streaming.
 
-Training reads manifest rows as they are, so label preparation insists on the same format and on the
-sample count the manifest recorded; anything else is an :class:`~music_ssl.data.errors.AudioError` whose
-message names the file and the fix (usually: rebuild the manifest, converting with ``--convert-dir``).
+* :func:`audio_info` -- header facts (:class:`AudioInfo`: sample rate, frames, channels) of any file.
+* :func:`inspect_audio` -- is a file usable as training audio as it is (16 kHz mono, decodes to the end)?
+* :func:`read_audio` -- a whole file or a window of it. Permissive (the default; probing): any rate and channel
+  count, downmixed to mono and resampled. ``strict=True`` (label preparation, via :func:`read_training_audio`):
+  the file must already be in the training format and hold the manifest's sample count -- training reads
+  manifest rows as they are, so nothing is converted behind its back.
+* :func:`read_audio_blocks` -- a long track as mono blocks at a rate, streamed (the manifest converter).
+
+Resampling is :mod:`music_ssl.data.resample` (soxr HQ) everywhere. Every failure is an
+:class:`~music_ssl.data.errors.AudioError` whose ``kind`` names the problem and whose message names the file and
+the fix (usually: rebuild the manifest, converting with ``--convert-dir``); a missing file is a
+:class:`~music_ssl.data.errors.MissingAudioError`, also a ``FileNotFoundError``.
 """
 import os
 import stat
 import threading
 from pathlib import Path
-from typing import NamedTuple, Optional, Tuple
+from typing import Iterator, NamedTuple, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
 
-from .errors import AudioError
+from .errors import AudioError, MissingAudioError
+from .resample import resample, resample_blocks
 
 SAMPLE_RATE = 16000  # Hz of every manifest the pretraining configs read
 AUDIO_EXTENSIONS = ("wav", "flac", "ogg", "mp3")
 CONVERT_FIX = ("convert the corpus with `music-ssl-manifest AUDIO_DIR --dest DIR --convert-dir DIR` "
                "(16 kHz mono FLAC; stereo is downmixed to mono)")
 MANIFEST_FIX = "regenerate the manifest with `music-ssl-manifest AUDIO_DIR --dest DIR`"
+REENCODE_FIX = "re-encode it as wav/flac or remove it"
+BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block when a track is streamed
 DECODE_BLOCK = 1 << 18  # samples decoded per read when a whole file is checked (1 MiB of float32)
 # first bytes of the containers soundfile reads (RIFF/RF64 wav, FLAC, Ogg, AIFF, CAF, WavPack, AU, mp3 with ID3)
 AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"caff", b"wvpk", b".snd", b"ID3")
 _local = threading.local()  # one reused decode buffer per thread
+
+
+class AudioInfo(NamedTuple):
+    """What a file's header declares: ``sample_rate`` (Hz), ``frames`` (samples per channel), ``channels``."""
+
+    sample_rate: int
+    frames: int
+    channels: int
+
+    @property
+    def seconds(self) -> float:
+        """Duration in seconds."""
+        return self.frames / self.sample_rate
 
 
 class Problem(NamedTuple):
@@ -36,7 +61,7 @@ class Problem(NamedTuple):
 
 def describe_unopenable(path, err: Exception) -> Problem:
     """What a file soundfile cannot open is: missing, empty, text or other non-audio bytes, or damaged audio."""
-    reason = str(getattr(err, "error_string", "") or err).strip().rstrip(".")  # libsndfile's words, without the path
+    reason = sndfile_reason(err)
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -62,18 +87,32 @@ def describe_bytes(head: bytes) -> str:
     return f"other data starting {head[:8]!r}"
 
 
-def audio_info(path) -> sf._SoundFileInfo:
-    """soundfile's header info (samplerate, channels, frames) or :class:`AudioError` if unreadable."""
+def sndfile_reason(err: Exception) -> str:
+    """libsndfile's words for a failure, on one line, without the path and the final full stop."""
+    return " ".join(str(getattr(err, "error_string", "") or err).split()).rstrip(".")
+
+
+def audio_info(path) -> AudioInfo:
+    """The header facts of an audio file (any soundfile-readable format); nothing is decoded.
+
+    Raises:
+        MissingAudioError: no such file (also a ``FileNotFoundError``).
+        AudioError: the file cannot be opened as audio (``kind``: ``empty``, ``not audio``, ``unreadable``).
+    """
     try:
-        return sf.info(str(path))
+        info = sf.info(str(path))
     except Exception as err:  # soundfile raises LibsndfileError / RuntimeError / TypeError subclasses
         problem = describe_unopenable(path, err)
-        raise AudioError(f"{path}: {problem.detail}; re-encode it as wav/flac or remove it.", problem.kind) from None
+        if problem.kind == "missing":
+            raise MissingAudioError(f"{path}: audio file not found; check the path (moved or deleted? the dataset "
+                                    f"root, CSV or manifest paths).") from None
+        raise AudioError(f"{path}: {problem.detail}; {REENCODE_FIX}.", problem.kind) from None
+    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
 
 
-def format_problem(info: sf._SoundFileInfo, sample_rate: int = SAMPLE_RATE) -> Optional[str]:
+def format_problem(info: AudioInfo, sample_rate: int = SAMPLE_RATE) -> Optional[str]:
     """Why a file cannot be used as training audio as it is (None when it can): empty, rate, channels."""
-    problem = header_problem(info.frames, info.samplerate, info.channels, sample_rate)
+    problem = header_problem(info.frames, info.sample_rate, info.channels, sample_rate)
     return problem.detail if problem else None
 
 
@@ -128,7 +167,7 @@ def decode_to_end(f: sf.SoundFile) -> Tuple[int, Optional[Problem]]:
             if got < DECODE_BLOCK:
                 break
     except Exception as err:  # libsndfile reports a damaged stream (e.g. "flac decoder lost sync") mid-file
-        reason = str(getattr(err, "error_string", "") or err).strip().rstrip(".")
+        reason = sndfile_reason(err)
         return samples, Problem("truncated", f"truncated or damaged: decoding fails after {samples} of the "
                                              f"{f.frames} samples its header declares (soundfile: {reason})")
     if samples < f.frames:
@@ -137,8 +176,92 @@ def decode_to_end(f: sf.SoundFile) -> Tuple[int, Optional[Problem]]:
     return samples, None
 
 
+def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, duration: Optional[float] = None,
+               mono: bool = True, strict: bool = False,
+               expected_samples: Optional[int] = None) -> Tuple[np.ndarray, int]:
+    """Read a file (or a window of it) as float32.
+
+    Permissive (default, what probing reads): any rate and channel count; channels are averaged (``mono``) and
+    the audio is resampled to ``sample_rate`` with soxr HQ (:func:`music_ssl.data.resample.resample`).
+    Strict (``strict=True``, what label preparation reads): the file must already be ``sample_rate`` Hz
+    (default 16000) and mono, and hold ``expected_samples`` when given; nothing is converted.
+
+    Args:
+        path: audio file (any soundfile-readable format: wav, flac, ogg, mp3, ...).
+        sample_rate: Hz of the result; None keeps the file's rate (strict: 16000).
+        offset / duration: seconds to skip / to read, at the file's rate (None = to the end); only that window
+            is decoded.
+        mono: average the channels (default); False keeps them (permissive only).
+        strict: refuse, rather than convert, a file not in the training format.
+        expected_samples: strict only: the manifest's ``num_samples`` for this file (None: not checked).
+
+    Returns:
+        (audio, sample_rate): audio (samples,) float32 in [-1, 1] -- (samples, channels) when ``mono`` is False
+        -- at sample_rate Hz.
+
+    Raises:
+        MissingAudioError: no such file.
+        AudioError: unreadable, empty (or an empty window), and in strict mode another rate, more than one
+            channel, or a sample count that differs from the manifest's (the file changed after it was made).
+    """
+    if offset < 0 or (duration is not None and duration < 0):
+        raise ValueError(f"offset and duration must be >= 0 seconds, got {offset} and {duration}")
+    if strict:
+        info = check_training_format(Path(path), expected_samples, sample_rate or SAMPLE_RATE)
+    else:
+        info = audio_info(path)
+        if info.frames <= 0:
+            raise AudioError(f"{path}: holds no audio samples; remove it from the dataset, CSV or corpus.", "empty")
+    start = int(round(offset * info.sample_rate))
+    stop = info.frames if duration is None else min(info.frames, start + int(round(duration * info.sample_rate)))
+    if start >= info.frames:
+        raise AudioError(f"{path}: offset {offset:g} s is past its end ({info.seconds:.3f} s); lower the offset.",
+                         "empty")
+    audio = decode_window(path, start, stop)  # (samples, channels)
+    if strict:
+        if expected_samples is not None and len(audio) != stop - start:  # headers of compressed files can lie
+            raise AudioError(f"{path}: decodes to {len(audio)} samples but the manifest says {expected_samples}; "
+                             f"{CONVERT_FIX}.", "frames")
+        return np.ascontiguousarray(audio[:, 0]), info.sample_rate
+    if len(audio) == 0:
+        raise AudioError(f"{path}: decodes to no audio samples; {REENCODE_FIX}.", "empty")
+    if mono:
+        audio = audio[:, 0] if info.channels == 1 else audio.mean(axis=1)  # (samples,)
+    rate = info.sample_rate if sample_rate is None else int(sample_rate)
+    # soxr HQ; the probe resampled with torchaudio's windowed sinc before #19 (both band-limited: probe features
+    # can move in the last digits; FEATURE_CODE_VERSION 2 of the feature cache keeps old entries out)
+    return np.ascontiguousarray(resample(audio, info.sample_rate, rate), np.float32), rate
+
+
+def check_training_format(path: Path, expected_samples: Optional[int], sample_rate: int) -> AudioInfo:
+    """The header of a manifest row's file, or :class:`AudioError` unless it is ``sample_rate`` Hz mono audio with
+    ``expected_samples`` samples (None: not checked)."""
+    if not path.is_file():
+        raise MissingAudioError(f"{path}: audio file not found (moved or deleted since the manifest was made); "
+                                f"{MANIFEST_FIX}.")
+    info = audio_info(path)
+    if info.frames <= 0:
+        raise AudioError(f"{path}: holds no audio samples; delete it and {MANIFEST_FIX}.", "empty")
+    problem = header_problem(info.frames, info.sample_rate, info.channels, sample_rate)
+    if problem:
+        raise AudioError(f"{path}: {problem.detail}; {CONVERT_FIX}.", problem.kind)
+    if expected_samples is not None and info.frames != expected_samples:
+        raise AudioError(f"{path}: {info.frames} samples but the manifest says {expected_samples} (the file changed "
+                         f"after the manifest was made); {MANIFEST_FIX}.", "frames")
+    return info
+
+
+def decode_window(path, start: int, stop: int) -> np.ndarray:
+    """Samples ``start:stop`` of an openable file -> (samples, channels) float32, or :class:`AudioError`."""
+    try:
+        audio, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except Exception as err:  # LibsndfileError mid-stream, RuntimeError
+        raise AudioError(f"{path}: cannot decode audio ({sndfile_reason(err)}); {REENCODE_FIX}.") from None
+    return audio
+
+
 def read_training_audio(path, expected_samples: Optional[int] = None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read a manifest row's audio, insisting on the training format.
+    """Read a manifest row's audio, insisting on the training format (:func:`read_audio` with ``strict=True``).
 
     Args:
         path: audio file (any soundfile-readable format).
@@ -149,27 +272,50 @@ def read_training_audio(path, expected_samples: Optional[int] = None, sample_rat
         (S,) float32 in [-1, 1].
 
     Raises:
-        AudioError: unreadable or empty file, other rate, more than one channel, or a sample count that
-            differs from the manifest (the file changed after the manifest was made).
+        AudioError: missing, unreadable or empty file, other rate, more than one channel, or a sample count
+            that differs from the manifest (the file changed after the manifest was made).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found (moved or deleted since the manifest was made); {MANIFEST_FIX}.")
+    return read_audio(path, sample_rate, strict=True, expected_samples=expected_samples)[0]
+
+
+def read_audio_blocks(path, sample_rate: Optional[int] = None,
+                      block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+    """A whole track as mono blocks, streamed: decode ``block_seconds`` at a time, downmix, resample (soxr HQ).
+
+    Memory stays bounded however long the track is; the concatenated blocks equal
+    ``read_audio(path, sample_rate)[0]`` (the streaming and one-shot resamplers agree).
+
+    Args:
+        path: audio file (any soundfile-readable format).
+        sample_rate: Hz of the blocks; None keeps the file's rate.
+        block_seconds: seconds of source audio decoded per block (default 10).
+
+    Yields:
+        (n,) float32 in [-1, 1] at sample_rate Hz.
+
+    Raises:
+        AudioError: unreadable or empty, or (while streaming) truncated: the file does not decode to the end its
+            header declares.
+    """
     info = audio_info(path)
     if info.frames <= 0:
-        raise AudioError(f"{path}: holds no audio samples; delete it and {MANIFEST_FIX}.")
-    problem = format_problem(info, sample_rate)
-    if problem:
-        raise AudioError(f"{path}: {problem}; {CONVERT_FIX}.")
-    if expected_samples is not None and info.frames != expected_samples:
-        raise AudioError(f"{path}: {info.frames} samples but the manifest says {expected_samples} (the file changed "
-                         f"after the manifest was made); {MANIFEST_FIX}.")
+        raise AudioError(f"{path}: holds no audio samples; delete it or leave it out of the corpus.", "empty")
+    rate = info.sample_rate if sample_rate is None else int(sample_rate)
+    yield from resample_blocks(mono_blocks(path, info, block_seconds), info.sample_rate, rate)
+
+
+def mono_blocks(path, info: AudioInfo, block_seconds: float) -> Iterator[np.ndarray]:
+    """(n,) float32 downmixed blocks of ``path`` at its own rate; :class:`AudioError` if it stops short."""
+    decoded = 0
     try:
-        audio, _ = sf.read(str(path), dtype="float32", always_2d=False)
-    except Exception as err:
-        raise AudioError(f"{path}: cannot decode audio ({str(err).strip()}); "
-                         f"re-encode it as wav/flac or remove it.") from None
-    if expected_samples is not None and len(audio) != expected_samples:  # headers of compressed files can lie
-        raise AudioError(f"{path}: decodes to {len(audio)} samples but the manifest says {expected_samples}; "
-                         f"{CONVERT_FIX}.")
-    return audio
+        with sf.SoundFile(str(path)) as f:
+            for block in f.blocks(blocksize=max(int(block_seconds * info.sample_rate), 1), dtype="float32",
+                                  always_2d=True):  # block: (n, channels)
+                decoded += len(block)
+                yield block[:, 0] if info.channels == 1 else block.mean(axis=1)
+    except sf.LibsndfileError as err:
+        raise AudioError(f"{path}: truncated or damaged: decoding fails after {decoded} of {info.frames} samples "
+                         f"({sndfile_reason(err)}); re-encode it or remove it.", "truncated") from None
+    if decoded < info.frames:
+        raise AudioError(f"{path}: truncated: decodes to {decoded} of the {info.frames} samples its header "
+                         f"declares; re-encode it or remove it.", "truncated")

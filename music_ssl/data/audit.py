@@ -3,7 +3,7 @@
 ``music-ssl-manifest audit DIR`` runs :func:`audit_dir` over every ``DIR/{split}.tsv``. Each row is checked as
 training reads it (:func:`music_ssl.data.audio.inspect_audio`): the file exists, opens as audio, holds samples, is
 16 kHz mono, decodes to the end (a truncated FLAC passes its header but fails here), decodes to the manifest's
-``num_samples``, and is at least the model's receptive field (and ``--min-seconds``) long. Rows are checked in
+``num_samples``, and is at least the model's receptive field (and ``min_seconds``) long. Rows are checked in
 small tasks by ``jobs`` worker processes, each decoding block by block into one buffer (memory stays bounded).
 
 Outputs beside each manifest (written atomically):
@@ -15,7 +15,6 @@ Outputs beside each manifest (written atomically):
 
 An interrupted audit resumes: finished tasks are appended to a hidden ``.{split}.audit-partial.jsonl``.
 """
-import hashlib
 import json
 import logging
 import os
@@ -29,8 +28,9 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence,
 from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config
 from tqdm import tqdm
 
-from ..checkpoint import conv_geometry
-from .atomic import write_text_atomic
+from ..core.conv import conv_geometry
+from ..core.fingerprint import data_sha256, file_sha256
+from ..core.atomic import write_text_atomic
 from .audio import CONVERT_FIX, MANIFEST_FIX, SAMPLE_RATE, inspect_audio
 from .errors import ManifestError
 from .manifest import Manifest, read_manifest, write_manifest
@@ -74,7 +74,7 @@ class AuditSettings:
     @classmethod
     def from_seconds(cls, min_seconds: float = 0.0, sample_rate: int = SAMPLE_RATE) -> "AuditSettings":
         if min_seconds < 0:
-            raise ManifestError(f"--min-seconds={min_seconds}: must be >= 0 (seconds; 0 = the receptive field only).")
+            raise ManifestError(f"min_seconds={min_seconds}: must be >= 0 (seconds; 0 = the receptive field only).")
         return cls(sample_rate, max(RECEPTIVE_FIELD, int(round(min_seconds * sample_rate))))
 
 
@@ -167,13 +167,9 @@ def ordered_map(fn: Callable, items: Iterable, jobs: int, window: int = 4) -> It
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def manifest_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def stamps_key(stamps: Sequence[str]) -> str:
     """sha256 of every row's file stamp, in row order."""
-    return hashlib.sha256("\n".join(stamps).encode()).hexdigest()
+    return data_sha256("\n".join(stamps))
 
 
 def cache_path(manifest_path) -> Path:
@@ -193,7 +189,7 @@ def load_fresh_audit(manifest: Manifest, sample_rate: int = SAMPLE_RATE,
     path = cache_path(manifest.path)
     try:
         cached = json.loads(path.read_text())
-        if (cached["version"] != CACHE_VERSION or cached["manifest_sha256"] != manifest_sha256(manifest.path)
+        if (cached["version"] != CACHE_VERSION or cached["manifest_sha256"] != file_sha256(manifest.path)
                 or cached["settings"]["sample_rate"] != sample_rate or cached["rows"] != len(manifest)
                 or (settings is not None and cached["settings"] != asdict(settings))):
             return None
@@ -207,7 +203,7 @@ def load_fresh_audit(manifest: Manifest, sample_rate: int = SAMPLE_RATE,
 
 def write_cache(manifest: Manifest, settings: AuditSettings, stamps: Sequence[str], bad: Sequence[BadRow]) -> None:
     """``{split}.audit.json``: the result keyed by the manifest's sha256, the files' stamps and the settings."""
-    record = {"version": CACHE_VERSION, "manifest_sha256": manifest_sha256(manifest.path),
+    record = {"version": CACHE_VERSION, "manifest_sha256": file_sha256(manifest.path),
               "files_sha256": stamps_key(stamps), "settings": asdict(settings), "rows": len(manifest),
               "bad": [list(asdict(r).values()) for r in bad]}
     write_text_atomic(cache_path(manifest.path), json.dumps(record) + "\n")
@@ -243,7 +239,7 @@ def resume_state(manifest: Manifest, header: dict) -> Dict[int, Tuple[List[str],
 
 def run_tasks(manifest: Manifest, settings: AuditSettings, jobs: int) -> Tuple[List[str], List[BadRow]]:
     """Check every row (resuming an interrupted audit); (stamps, bad rows) in row order."""
-    header = {"manifest_sha256": manifest_sha256(manifest.path), "settings": asdict(settings),
+    header = {"manifest_sha256": file_sha256(manifest.path), "settings": asdict(settings),
               "rows_per_task": ROWS_PER_TASK}
     done = resume_state(manifest, header)
     if done:

@@ -20,6 +20,7 @@ from typing import List, Optional
 
 import numpy as np
 from fairseq.data import BaseWrapperDataset
+from ..core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,8 @@ class BucketedAudioDataset(BaseWrapperDataset):
     def __init__(self, dataset, step: int, name: str = "", sample_rate: int = 16000):
         super().__init__(dataset)
         if getattr(dataset, "pad", False) or getattr(dataset, "pad_audio", False):
-            raise ValueError("task.bucket_seconds crops every batch to one length: it does not work with padded "
-                             "batches (enable_padding / pad_audio); turn one of them off.")
+            raise ConfigError("task.bucket_seconds crops every batch to one length: it does not work with padded "
+                              "batches (enable_padding / pad_audio); turn one of them off.")
         self.max_size = int(dataset.max_sample_size)  # the crop length (sys.maxsize when none)
         self.step = int(step)
         self.lengths = bucket_lengths(dataset.sizes, self.step, self.max_size)
@@ -145,5 +146,5 @@ def maybe_bucket(dataset, bucket_seconds: Optional[float], sample_rate: int, spl
     if not bucket_seconds:
         return dataset
     if bucket_seconds < 0:
-        raise ValueError(f"task.bucket_seconds={bucket_seconds} must be positive (or unset for fairseq's batching).")
+        raise ConfigError(f"task.bucket_seconds={bucket_seconds} must be positive (or unset for fairseq's batching).")
     return BucketedAudioDataset(dataset, round(bucket_seconds * sample_rate), split, sample_rate)

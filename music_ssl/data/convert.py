@@ -1,24 +1,24 @@
 """Conversion of any soundfile-readable track to 16 kHz mono FLAC, optionally cut into fixed-length clips.
 
 Decoding mp3/ogg and resampling during training is slow and repeated every epoch; converting once keeps
-training on plain FLAC. Tracks are streamed block by block (downmix → ``soxr`` streaming resampler →
-clip writer), so memory stays bounded however long a track is, and every clip is written atomically.
-This is the toolkit's one place where stereo becomes mono (the channels are averaged): everything else refuses
-stereo. A track that does not decode to the end (a cut file) is refused, and the clips it gave are removed.
+training on plain FLAC. Tracks are streamed block by block (:func:`music_ssl.data.audio.read_audio_blocks`:
+downmix → the ``soxr`` streaming resampler of :mod:`music_ssl.data.resample` → clip writer), so memory stays
+bounded however long a track is, and every clip is written atomically.
+This is where training audio becomes mono (the channels are averaged): the training readers refuse stereo
+(only probing's permissive read downmixes, with the same averaging). A track that does not decode to the end
+(a cut file) is refused, and the clips it gave are removed.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from .atomic import atomic_path
-from .audio import SAMPLE_RATE, audio_info
+from ..core.atomic import atomic_path
+from .audio import SAMPLE_RATE, read_audio_blocks
 from .errors import AudioError
 
-BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block
 MIN_SECONDS = 1.0  # default minimum clip (and whole-track) length of every manifest mode, seconds
 PCM16_MAX = 1.0 - 1.0 / 32768  # largest float that PCM_16 FLAC stores without wrapping
 
@@ -29,30 +29,6 @@ class Converted:
 
     clips: List[Tuple[Path, int]] = field(default_factory=list)
     dropped_seconds: float = 0.0
-
-
-def resampled_blocks(path: Path, sample_rate: int) -> Iterator[np.ndarray]:
-    """Mono float32 blocks (n,) of ``path`` at ``sample_rate`` Hz, streamed (downmix, then soxr HQ resampling)."""
-    info = audio_info(path)
-    if info.frames <= 0:
-        raise AudioError(f"{path}: holds no audio samples; delete it or leave it out of the corpus.", "empty")
-    resampler = None if info.samplerate == sample_rate else soxr.ResampleStream(
-        info.samplerate, sample_rate, 1, dtype="float32", quality="HQ")
-    decoded = 0
-    try:
-        with sf.SoundFile(str(path)) as f:
-            for block in f.blocks(blocksize=int(BLOCK_SECONDS * info.samplerate), dtype="float32", always_2d=True):
-                decoded += len(block)
-                mono = block.mean(axis=1)  # (n,)
-                yield mono if resampler is None else resampler.resample_chunk(mono)
-    except sf.LibsndfileError as err:
-        raise AudioError(f"{path}: truncated or damaged: decoding fails after {decoded} of {info.frames} samples "
-                         f"({str(err).strip()}); re-encode it or remove it.", "truncated") from None
-    if decoded < info.frames:
-        raise AudioError(f"{path}: truncated: decodes to {decoded} of the {info.frames} samples its header "
-                         f"declares; re-encode it or remove it.", "truncated")
-    if resampler is not None:
-        yield resampler.resample_chunk(np.zeros(0, np.float32), last=True)
 
 
 def write_flac(path: Path, audio: np.ndarray, sample_rate: int) -> None:
@@ -106,7 +82,7 @@ def write_whole(src: Path, path: Path, min_samples: int, sample_rate: int) -> Co
     try:
         with atomic_path(path) as tmp:
             with sf.SoundFile(str(tmp), "w", sample_rate, 1, format="FLAC", subtype="PCM_16") as out:
-                for block in resampled_blocks(src, sample_rate):
+                for block in read_audio_blocks(src, sample_rate):
                     out.write(np.clip(block, -1.0, PCM16_MAX))
                     samples += len(block)
             if samples < min_samples:
@@ -122,7 +98,7 @@ def write_segments(src: Path, dest_stem: Path, clip_samples: int, min_samples: i
     """Stream ``src`` into clips of ``clip_samples`` (appended to ``result`` as written); keep a final shorter clip
     if it has ``min_samples``."""
     pending, buffered = [], 0
-    for block in resampled_blocks(src, sample_rate):
+    for block in read_audio_blocks(src, sample_rate):
         pending.append(block)
         buffered += len(block)
         while buffered >= clip_samples:

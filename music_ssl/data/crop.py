@@ -7,6 +7,7 @@ This module turns ``crop_seconds`` into that ``max_sample_size`` and checks the 
 """
 import logging
 from typing import Optional
+from ..core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,10 @@ def crop_samples(crop_seconds: Optional[float], sample_rate: int, max_sample_siz
     if crop_seconds is None:
         return max_sample_size
     if crop_seconds <= 0:
-        raise ValueError(f"task.crop_seconds={crop_seconds} must be positive (seconds of audio per training crop).")
+        raise ConfigError(f"task.crop_seconds={crop_seconds} must be positive (seconds of audio per training crop).")
     samples = int(round(crop_seconds * sample_rate))
     if max_sample_size is not None and max_sample_size != samples:
-        raise ValueError(f"task.crop_seconds={crop_seconds} ({samples} samples at {sample_rate} Hz) disagrees with "
-                         f"task.max_sample_size={max_sample_size}: set only one of them.")
+        raise ConfigError(f"task.crop_seconds={crop_seconds} ({samples} samples at {sample_rate} Hz) disagrees with "
+                          f"task.max_sample_size={max_sample_size}: set only one of them.")
     logger.info("random crops of %.3g s = %d samples", crop_seconds, samples)
     return samples

@@ -4,7 +4,7 @@ CLIs (``music-ssl-manifest``, ``music-ssl-kmeans``) catch :class:`DataError`, pr
 and exit 1 instead of showing a traceback.
 """
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 
 class AudioError(DataError):
@@ -17,6 +17,13 @@ class AudioError(DataError):
     def __init__(self, message: str, kind: str = "unreadable"):
         super().__init__(message)
         self.kind = kind
+
+
+class MissingAudioError(AudioError, FileNotFoundError):
+    """An audio file does not exist (``kind`` ``missing``); also a ``FileNotFoundError`` for callers that catch that."""
+
+    def __init__(self, message: str, kind: str = "missing"):
+        super().__init__(message, kind)
 
 
 class ManifestError(DataError):

@@ -10,7 +10,7 @@ from typing import Iterable, List, Tuple
 
 import numpy as np
 
-from .atomic import write_text_atomic
+from ..core.atomic import write_text_atomic
 from .errors import ManifestError
 
 MAKE_FIX = "make it with `music-ssl-manifest AUDIO_DIR --dest DIR`"

@@ -7,7 +7,7 @@ are reported one line each and counted in the summary; ``strict`` makes any of t
 
 A plain scan decodes every file to the end (in ``jobs`` worker processes) and lists the decoded sample count:
 a file that is cut short (whose header still looks fine), is not audio, is not 16 kHz mono (stereo is refused;
-``--convert-dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is skipped.
+``convert_dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is skipped.
 """
 import logging
 import os
@@ -28,12 +28,12 @@ from .manifest import write_manifest
 logger = logging.getLogger(__name__)
 
 Rows = List[Tuple[str, int]]  # (relpath under the manifest root, num_samples)
-SHORT = "shorter than --min-seconds"
+SHORT = "shorter than min_seconds"
 SKIP_REASONS = {"missing": "unreadable", "unreadable": "unreadable", "not audio": "not audio", "empty": "empty",
                 "truncated": "truncated", "rate": "not 16 kHz mono", "channels": "not 16 kHz mono"}
+CONVERT_FIX = "set convert_dir to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)"
 SKIP_FIXES = {"empty": "delete it", "not audio": "remove it or rename it (files are listed by extension)",
-              "rate": "pass --convert-dir DIR to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)",
-              "channels": "pass --convert-dir DIR to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)"}
+              "rate": CONVERT_FIX, "channels": CONVERT_FIX}
 
 
 @dataclass
@@ -65,7 +65,7 @@ class ManifestSummary:
                 for split in self.rows]
         out += [f"skipped ({reason}): {n} files" for reason, n in sorted(self.skipped.items())]
         if self.dropped_tail_seconds:
-            out.append(f"dropped {self.dropped_tail_seconds:.1f} s of audio shorter than --min-seconds "
+            out.append(f"dropped {self.dropped_tail_seconds:.1f} s of audio shorter than min_seconds "
                        f"(track ends, short tracks)")
         return out
 
@@ -90,8 +90,8 @@ def inspect_source(job: Tuple[Path, Path, float]) -> Source:
         return Source(path, skipped=SKIP_REASONS[problem.kind], message=f"{path}: {problem.detail}; {fix}.")
     if samples < max(int(round(min_seconds * SAMPLE_RATE)), 1):
         return Source(path, skipped=SHORT, dropped_seconds=samples / SAMPLE_RATE,
-                      message=f"{path}: {samples / SAMPLE_RATE:.3f} s, shorter than --min-seconds={min_seconds:g}; "
-                              f"lower --min-seconds to keep it.")
+                      message=f"{path}: {samples / SAMPLE_RATE:.3f} s, shorter than min_seconds={min_seconds:g}; "
+                              f"lower min_seconds to keep it.")
     return Source(path, rows=[(str(path.relative_to(audio_dir)), samples)])
 
 
@@ -106,7 +106,7 @@ def convert_source(job: Tuple[Path, Path, Path, Optional[float], float]) -> Sour
     rows = [(str(clip.relative_to(convert_dir)), n) for clip, n in converted.clips]
     if not rows:
         return Source(path, skipped=SHORT, dropped_seconds=converted.dropped_seconds,
-                      message=f"{path}: shorter than --min-seconds={min_seconds:g}; lower --min-seconds to keep it.")
+                      message=f"{path}: shorter than min_seconds={min_seconds:g}; lower min_seconds to keep it.")
     return Source(path, rows=rows, dropped_seconds=converted.dropped_seconds)
 
 
@@ -127,7 +127,7 @@ def drop_name_clashes(paths: List[Path], audio_dir: Path) -> Tuple[List[Path], L
 def valid_mask(n: int, valid_percent: float, seed: int) -> np.ndarray:
     """(n,) bool: which tracks go to valid — round(n × percent) of them, at least one when percent > 0 and n ≥ 2."""
     if not 0.0 <= valid_percent < 1.0:
-        raise ManifestError(f"--valid-percent={valid_percent}: must be in [0, 1) (a fraction, e.g. 0.01 for 1%).")
+        raise ManifestError(f"valid_percent={valid_percent}: must be in [0, 1) (a fraction, e.g. 0.01 for 1%).")
     n_valid = int(round(n * valid_percent))
     if valid_percent > 0 and n_valid == 0 and n >= 2:
         n_valid = 1
@@ -182,13 +182,13 @@ def build_manifests(audio_dir, dest, valid_percent: float = 0.01, seed: int = 0,
     if not audio_dir.is_dir():
         raise ManifestError(f"{audio_dir}: audio folder not found; pass the folder holding the audio files.")
     if segment_seconds is not None and (convert_dir is None or segment_seconds <= 0):
-        raise ManifestError(f"--segment-seconds={segment_seconds}: needs --convert-dir DIR and a positive length.")
+        raise ManifestError(f"segment_seconds={segment_seconds}: needs convert_dir and a positive length.")
     if min_seconds < 0 or jobs < 1:
-        raise ManifestError(f"--min-seconds={min_seconds} --jobs={jobs}: need --min-seconds >= 0 and --jobs >= 1.")
+        raise ManifestError(f"min_seconds={min_seconds} jobs={jobs}: need min_seconds >= 0 and jobs >= 1.")
     convert_dir = None if convert_dir is None else Path(convert_dir).resolve()
     paths = find_audio(audio_dir, extensions, exclude=[convert_dir] if convert_dir else [])
     if not paths:
-        raise ManifestError(f"{audio_dir}: no files with extensions {','.join(extensions)}; check the folder or --ext.")
+        raise ManifestError(f"{audio_dir}: no files with extensions {','.join(extensions)}; check the folder or extensions.")
     sources = scan_sources(paths, audio_dir, convert_dir, segment_seconds, min_seconds, jobs)
     report_skipped(sources, strict)
     splits = assign_splits([s for s in sources if s.rows], valid_percent, seed)
@@ -206,7 +206,7 @@ def report_skipped(sources: List[Source], strict: bool) -> None:
         logger.warning("skipped: %s", source.message)
     if bad and strict:
         raise ManifestError(f"{len(bad)} of {len(sources)} files cannot be used (first: {bad[0].message.rstrip('.')}); "
-                            f"fix or remove them, or run without --strict to skip them.")
+                            f"fix or remove them, or set strict=False to skip them.")
     if len(bad) == len(sources):
         raise ManifestError(f"none of the {len(sources)} files is usable (first: {bad[0].message.rstrip('.')}).")
 
@@ -218,7 +218,7 @@ def assign_splits(sources: List[Source], valid_percent: float, seed: int) -> Dic
     for source, is_valid in zip(sources, mask):
         splits["valid" if is_valid else "train"] += source.rows
     if not splits["valid"]:
-        logger.warning("valid.tsv has no rows (valid_percent=%g); raise --valid-percent to validate", valid_percent)
+        logger.warning("valid.tsv has no rows (valid_percent=%g); raise valid_percent to validate", valid_percent)
     return splits
 
 
@@ -226,5 +226,5 @@ def warn_compressed(splits: Dict[str, Rows], convert_dir: Optional[Path]) -> Non
     """Warn when training would decode mp3/ogg on the fly (slow): conversion avoids it."""
     lossy = sum(Path(rel).suffix.lower() in (".mp3", ".ogg") for rows in splits.values() for rel, _ in rows)
     if lossy and convert_dir is None:
-        logger.warning("%d rows are mp3/ogg, decoded again every epoch; --convert-dir DIR converts them once to FLAC",
+        logger.warning("%d rows are mp3/ogg, decoded again every epoch; convert_dir converts them once to FLAC",
                        lossy)

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .audio import SAMPLE_RATE, Problem, header_problem, inspect_audio
 from .audit import RECEPTIVE_FIELD, BadRow, audit_command, fix_for, load_fresh_audit
 from .manifest import Manifest, read_manifest

@@ -26,7 +26,6 @@ every class has about the same number of clips.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -39,9 +38,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from music_ssl.data.atomic import atomic_path, write_text_atomic
+from music_ssl.core.atomic import atomic_path, write_text_atomic
+from music_ssl.core.fingerprint import json_sha256
 from music_ssl.demo import midi
-from music_ssl.errors import DemoError
+from music_ssl.core.errors import DemoError
 from music_ssl.demo.render import (check_soundfont, default_soundfont, finish_audio, fluidsynth_program,
                                    fluidsynth_version, render_midi, write_wav_atomic)
 
@@ -109,7 +109,7 @@ class CorpusSettings:
     version: int = CORPUS_VERSION
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+        return json_sha256(asdict(self))[:16]
 
 
 @dataclass

@@ -23,7 +23,6 @@ so nothing half-made is ever reused.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,9 +35,11 @@ from pathlib import Path
 
 import torch
 
-from music_ssl.data.atomic import write_text_atomic
-from music_ssl.errors import DemoError
-from music_ssl.resources import PLUGIN_DIR, PRETRAIN_CONFIG_DIR, PROBE_CONFIG_DIR
+from music_ssl.core.atomic import write_text_atomic
+from music_ssl.core.device import resolve_device
+from music_ssl.core.fingerprint import data_sha256, file_sha256
+from music_ssl.core.errors import DemoError
+from music_ssl.core.resources import PLUGIN_DIR, PRETRAIN_CONFIG_DIR, PROBE_CONFIG_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ class DemoSettings:
         hubert_updates / music2vec_updates: pretraining updates of each tiny model (per HuBERT iteration).
         probe_seeds: seeds per probe config.
         probe_epochs: most epochs per probe (None: config/probe/demo.yaml's; early stopping usually ends sooner).
-        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N`` (default ``auto``; checked by
+            :func:`music_ssl.core.device.resolve_device`).
     """
 
     out_dir: Path = Path("demo_out")
@@ -75,8 +77,22 @@ class DemoSettings:
     probe_epochs: int | None = None
     device: str = "auto"
 
+    def torch_device(self) -> torch.device:
+        """``device`` resolved (``auto`` → cuda or cpu); raises :class:`DeviceError` for one this machine lacks."""
+        return resolve_device(self.device)
+
     def use_cuda(self) -> bool:
-        return self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+        return self.torch_device().type == "cuda"
+
+    def training_env(self) -> dict[str, str]:
+        """fairseq's single-GPU trainer runs on the current CUDA device (cuda:0), so ``cuda:N`` trains with that
+        device made the only visible one (its id in ``CUDA_VISIBLE_DEVICES`` when that is already set)."""
+        device = self.torch_device()
+        if device.type != "cuda" or device.index is None:
+            return {}
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+        ids = [v.strip() for v in visible.split(",")] if visible else [str(i) for i in range(device.index + 1)]
+        return {"CUDA_VISIBLE_DEVICES": ids[device.index]}
 
 
 @dataclass
@@ -90,6 +106,7 @@ class Stage:
     workdir: Path | None = None
     upstream: tuple[str, ...] = ()
     configs: tuple[Path, ...] = ()  # files whose contents are part of the key (editing one reruns the stage)
+    env: dict[str, str] = field(default_factory=dict)  # set for the command (the device a trainer sees)
 
     def __post_init__(self):
         self.command = [str(part) for part in self.command]  # paths and numbers as the shell would pass them
@@ -113,10 +130,10 @@ def tool_env() -> dict:
 
 def stage_key(stage: Stage, keys: dict[str, str]) -> str:
     """Hash of the stage's command, its config files' contents and its upstream stages' keys."""
-    configs = [hashlib.sha256(Path(c).read_bytes()).hexdigest() for c in stage.configs]
+    configs = [file_sha256(c) for c in stage.configs]
     payload = json.dumps({"command": stage.command, "upstream": [keys[u] for u in stage.upstream],
                           **({"configs": configs} if configs else {})})
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return data_sha256(payload)[:16]
 
 
 class StageRunner:
@@ -147,7 +164,7 @@ class StageRunner:
             logger.info("%s: reused (%s)", step, self.marker(stage.name))
             result = StageResult(stage.name, stage.title, "reused", 0.0, key, stage.command)
         else:
-            logger.info("%s\n    $ %s", step, " ".join(stage.command))
+            logger.info("%s\n    $ %s", step, " ".join([f"{k}={v}" for k, v in stage.env.items()] + stage.command))
             seconds = self.execute(stage, key)
             result = StageResult(stage.name, stage.title, "ran", seconds, key, stage.command)
             write_text_atomic(self.marker(stage.name), json.dumps(asdict(result), default=str, indent=1) + "\n")
@@ -161,7 +178,7 @@ class StageRunner:
         log_path = self.marker(stage.name, "log")
         start = time.perf_counter()
         with open(log_path, "w") as log:
-            proc = subprocess.Popen(stage.command, cwd=self.out_dir, env=tool_env(),
+            proc = subprocess.Popen(stage.command, cwd=self.out_dir, env={**tool_env(), **stage.env},
                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
             for line in proc.stdout:
                 log.write(line)
@@ -206,7 +223,7 @@ def kmeans_stage(s: DemoSettings, name: str, title: str, label_dir: Path, featur
                  upstream: tuple[str, ...]) -> Stage:
     return Stage(name, title,
                  ["music-ssl-kmeans", "all", s.out_dir / "manifest", label_dir, *feature_args,
-                  "--n-clusters", s.n_clusters, "--seed", s.seed, "--device", "cuda" if s.use_cuda() else "cpu"],
+                  "--n-clusters", s.n_clusters, "--seed", s.seed, "--device", s.torch_device()],
                  [label_dir / "train.km", label_dir / "valid.km", label_dir / "dict.km.txt"],
                  workdir=label_dir, upstream=upstream)
 
@@ -231,7 +248,7 @@ def train_stage(s: DemoSettings, name: str, title: str, config: str, updates: in
                f"common.seed={s.seed}", f"common.cpu={'false' if s.use_cuda() else 'true'}",
                "++model.seeded_masks=true", f"hydra.run.dir={save_dir / 'hydra'}", *overrides]
     return Stage(name, title, command, [save_dir / "checkpoint_last.pt"], workdir=save_dir, upstream=upstream,
-                 configs=(Path(PRETRAIN_CONFIG_DIR) / f"{config}.yaml",))
+                 configs=(Path(PRETRAIN_CONFIG_DIR) / f"{config}.yaml",), env=s.training_env())
 
 
 def probe_stage(s: DemoSettings, name: str, title: str, source: list[str], upstream: tuple[str, ...]) -> Stage:
@@ -242,7 +259,7 @@ def probe_stage(s: DemoSettings, name: str, title: str, source: list[str], upstr
     command = ["music-ssl-probe", "--config-dir", PROBE_CONFIG_DIR, "--config-name", "demo", f"name={name}",
                f"data_root={s.out_dir / 'corpus'}", f"out_dir={out}", f"cache_dir={s.out_dir / 'feature_cache'}",
                f"protocol.seeds=[{','.join(str(i) for i in range(s.probe_seeds))}]",
-               f"device={'cuda' if s.use_cuda() else 'cpu'}", *epochs, *source]
+               f"device={s.torch_device()}", *epochs, *source]
     return Stage(name, title, command, [out / "results.json"], workdir=out, upstream=upstream,
                  configs=(Path(PROBE_CONFIG_DIR) / "demo.yaml",))
 
@@ -262,13 +279,13 @@ def plan(s: DemoSettings) -> list[Stage]:
                      ["--feature", "mfcc", "--n-mfcc", 13], ("manifest",)),
         train_stage(s, "hubert_iter1", "MusicHuBERT tiny pretraining, iteration 1 (MFCC labels)",
                     "music_hubert_tiny", s.hubert_updates,
-                    [f"task.label_dir={mfcc_dir}", "task.label_rate=100"], ("mfcc_labels",)),
+                    [f"task.label_dir={mfcc_dir}"], ("mfcc_labels",)),
         kmeans_stage(s, "layer_labels", f"layer-{s.label_layer} k-means labels of iteration 1 (iteration 2, 50 Hz)",
                      layer_dir, ["--feature", "layer", "--checkpoint", checkpoint(s, "hubert_iter1"),
                                  "--layer", s.label_layer], ("hubert_iter1",)),
         train_stage(s, "hubert_iter2", "MusicHuBERT tiny pretraining, iteration 2 (layer labels)",
                     "music_hubert_tiny", s.hubert_updates,
-                    [f"task.label_dir={layer_dir}", "task.label_rate=50"], ("layer_labels",)),
+                    [f"task.label_dir={layer_dir}"], ("layer_labels",)),
         train_stage(s, "music2vec", "music2vec tiny pretraining", "music2vec_tiny", s.music2vec_updates,
                     [], ("manifest",)),
     ]
@@ -297,6 +314,7 @@ def run_demo(settings: DemoSettings) -> Path:
     """Run (or reuse) every stage, then write the report; returns the path of ``report.md``."""
     from music_ssl.demo.report import write_demo_report
 
+    settings.torch_device()  # a device this machine lacks fails here, before any stage
     settings.out_dir = Path(settings.out_dir).expanduser().absolute()
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     stages = plan(settings)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from music_ssl.data.atomic import atomic_path
-from music_ssl.errors import DemoError
+from music_ssl.core.atomic import atomic_path
+from music_ssl.core.errors import DemoError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,10 @@ import platform
 import re
 from pathlib import Path
 
-from music_ssl.data.atomic import atomic_path, write_text_atomic
+import numpy as np
+
+from music_ssl.core.atomic import atomic_path, write_text_atomic
+from music_ssl.data.label_files import label_lines, label_rate_of, read_dictionary
 
 logger = logging.getLogger(__name__)
 
@@ -123,15 +126,15 @@ def training_logs(out_dir: Path) -> dict[str, dict[str, list[dict]]]:
             for run, _title in TRAINING_RUNS}
 
 
-def majority_rate(km: Path, label_rate: float, frame_rate: float = 50.0) -> float:
-    """Share of the most frequent label among the frames HuBERT predicts (labels at ``label_rate`` Hz, taken every
-    ``label_rate / frame_rate`` labels as fairseq's HuBERT does): the accuracy of always guessing that label."""
-    step = max(1, int(round(label_rate / frame_rate)))
-    counts: dict[str, int] = {}
-    for line in km.read_text().splitlines():
-        for label in line.split()[::step]:
-            counts[label] = counts.get(label, 0) + 1
-    return max(counts.values()) / sum(counts.values())
+def majority_rate(km: Path, frame_rate: float = 50.0) -> float:
+    """Share of the most frequent label among the frames HuBERT predicts (labels at the rate label prep recorded,
+    taken every ``label_rate / frame_rate`` labels as fairseq's HuBERT does): the accuracy of always guessing it."""
+    k = read_dictionary(km.parent)
+    step = max(1, int(round(label_rate_of(km, k) / frame_rate)))
+    counts = np.zeros(k, dtype=np.int64)
+    for labels in label_lines(km, k):
+        counts += np.bincount(labels[::step], minlength=k)
+    return float(counts.max() / counts.sum())
 
 
 def plot_losses(path: Path, logs: dict) -> dict[str, int]:
@@ -323,8 +326,8 @@ def target_verdict(summary: dict, gains: list[dict]) -> str:
 def label_majorities(settings, out: Path) -> dict[str, float]:
     """Majority-label rate of each MusicHuBERT run's validation labels (its ``task.label_dir``)."""
     labels = out / "labels"
-    return {"hubert_iter1": majority_rate(labels / f"mfcc39_k{settings.n_clusters}" / "valid.km", 100),
-            "hubert_iter2": majority_rate(labels / f"layer{settings.label_layer}_k{settings.n_clusters}" / "valid.km", 50)}
+    return {"hubert_iter1": majority_rate(labels / f"mfcc39_k{settings.n_clusters}" / "valid.km"),
+            "hubert_iter2": majority_rate(labels / f"layer{settings.label_layer}_k{settings.n_clusters}" / "valid.km")}
 
 
 def write_demo_report(settings, results, seconds: float) -> Path:

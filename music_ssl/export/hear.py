@@ -23,8 +23,8 @@ from typing import Tuple, Union
 import numpy as np
 import torch
 
-from ..device import resolve_device
-from ..errors import ExportError
+from ..core.device import resolve_device
+from ..core.errors import ExportError
 
 logger = logging.getLogger(__name__)
 

@@ -41,9 +41,11 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from ..checkpoint import CheckpointError, file_sha256, read_fairseq_state  # noqa: F401 (CheckpointError re-exported)
-from ..data.atomic import file_mode, remove_stale_temporaries, temporary_path
-from ..errors import ExportError
+from ..checkpoint import CheckpointError, read_fairseq_state  # noqa: F401 (CheckpointError re-exported)
+from ..core.conv import conv_layers
+from ..core.fingerprint import file_sha256
+from ..core.atomic import file_mode, remove_stale_temporaries, temporary_path
+from ..core.errors import ExportError
 
 logger = logging.getLogger(__name__)
 
@@ -135,12 +137,6 @@ class Conversion:
     dropped: List[str] = field(default_factory=list)  # pretraining-only fairseq keys left out
 
 
-def conv_stack(spec: str) -> List[Tuple[int, int, int]]:
-    """fairseq ``conv_feature_layers`` (e.g. ``"[(512,10,5)] + [(512,3,2)] * 4"``) → [(dim, kernel, stride)]."""
-    layers = eval(spec, {"__builtins__": {}}, {})  # fairseq's own format: a list expression of int tuples
-    return [(int(d), int(k), int(s)) for d, k, s in layers]
-
-
 def family(model_name: str, path) -> str:
     """transformers model_type for a fairseq model name; raises for names with no converter."""
     if model_name in HUBERT_NAMES:
@@ -173,7 +169,7 @@ def check_config_keys(cfg, path) -> None:
 def common_config(cfg, path) -> dict:
     """transformers config fields shared by HuBERT and data2vec-audio, from a fairseq model config."""
     check_config_keys(cfg, path)
-    layers = conv_stack(cfg.conv_feature_layers)  # [(dim, kernel, stride)]
+    layers = conv_layers(cfg.conv_feature_layers)  # [(dim, kernel, stride)]
     activation = str(cfg.activation_fn)
     require(activation in ACTIVATIONS, path, f"activation_fn={activation} has no transformers "
             f"counterpart; supported: {', '.join(ACTIVATIONS)}.")
@@ -265,17 +261,12 @@ def convert_state_dict(state: Dict[str, torch.Tensor], cfg, hf_state: Dict[str, 
     return out, dropped
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A fairseq checkpoint's state (``cfg``, ``model``) loaded with the safe unpickler (CheckpointError otherwise)."""
-    return read_fairseq_state(path)  # music_ssl/__init__ (our parent) registered models and safe globals
-
-
 def convert_checkpoint(path) -> Conversion:
     """Build the transformers model equivalent to fairseq checkpoint ``path`` (weights loaded, eval mode)."""
     from transformers import AutoModel
 
     path = Path(path)
-    state = read_checkpoint(path)
+    state = read_fairseq_state(path)  # music_ssl/__init__ (our parent) registered models and safe globals
     cfg = state["cfg"]
     config = hf_config(cfg.model, path)
     model = AutoModel.from_config(config)
@@ -308,7 +299,7 @@ def check_target(out_dir: Path, names, overwrite: bool) -> None:
     present = [n for n in names if (out_dir / n).exists()]
     if present and not overwrite:
         raise ExportError(f"{out_dir}: already holds {', '.join(present)} (an earlier or interrupted export?); "
-                          f"choose a new folder or pass --overwrite to replace only the files the export writes.")
+                          f"choose a new folder or pass overwrite=True to replace only the files the export writes.")
     other = sorted({n for n in OTHER_WEIGHTS if (out_dir / n).exists()} |
                    {p.name for p in out_dir.glob("model-*-of-*.safetensors")} - set(names))
     if other:

@@ -13,7 +13,6 @@ Waveform normalisation (``do_normalize`` in ``preprocessor_config.json``) is app
 its valid samples, as fairseq's ``task.normalize`` does (layer norm, eps 1e-5; the transformers feature
 extractor uses eps 1e-7, a difference far below the parity tolerance for real audio).
 """
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,9 +20,11 @@ from typing import List, Optional
 
 import torch
 
-from ..checkpoint import FrozenEncoder, conv_geometry, file_sha256
-from ..device import resolve_device
-from ..errors import ExportError, one_line
+from ..checkpoint import FrozenEncoder
+from ..core.conv import conv_geometry
+from ..core.fingerprint import folder_sha256
+from ..core.device import resolve_device
+from ..core.errors import ExportError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -50,15 +51,6 @@ def hf_hidden_states(model, audio: torch.Tensor, attention_mask: Optional[torch.
     hidden = list(out.hidden_states)
     hidden[-1] = out.last_hidden_state  # the encoder output (normed for pre-LN models)
     return hidden
-
-
-def folder_sha256(folder: Path) -> str:
-    """SHA-256 over the names and contents of a folder's config and weight files."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in HASHED_SUFFIXES):
-        digest.update(path.name.encode())
-        digest.update(file_sha256(path).encode())
-    return digest.hexdigest()
 
 
 def read_preprocessor(folder: Path) -> tuple:
@@ -133,7 +125,7 @@ class HFEncoder(FrozenEncoder):
         sample_rate, normalize = read_preprocessor(folder)
         logger.info("%s: %s, %d layers x %d, %d Hz", folder, type(model).__name__, config.num_hidden_layers,
                     config.hidden_size, sample_rate)
-        return cls(model, sample_rate, normalize, folder_sha256(folder), device)
+        return cls(model, sample_rate, normalize, folder_sha256(folder, HASHED_SUFFIXES), device)
 
     def hidden_states(self, audio: torch.Tensor) -> List[torch.Tensor]:
         """Every hidden state of an unpadded batch: audio (B, S) prepared → L + 1 tensors (B, T, C)."""

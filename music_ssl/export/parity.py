@@ -21,7 +21,8 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import conv_frames, load_fairseq_model
+from ..checkpoint import load_fairseq_model
+from ..core.conv import conv_frames
 from ..models.hidden_states import extract_hidden_states
 from .hf_encoder import hf_hidden_states
 

@@ -8,7 +8,6 @@ feature settings; ``merge`` refuses shards whose markers disagree (two k-means m
 and writes the same provenance beside the merged file as ``{split}.km.json``. ``apply`` refuses features made with
 settings other than those the model was fitted on.
 """
-import hashlib
 import json
 import logging
 import shutil
@@ -18,11 +17,13 @@ from typing import Iterator, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..data.atomic import atomic_path, write_text_atomic
+from ..core.fingerprint import data_sha256, json_sha256
+from ..core.atomic import atomic_path
+from ..data.label_files import read_sidecar, sidecar_path, write_dictionary, write_sidecar
 from .errors import LabelPrepError
 from .features import load_shard
-from .model import KMeansModel
-from .shards import clear_marker, fingerprint, is_done, mark_done, read_marker, shard_stem
+from .kmeans_file import KMeansModel
+from .shards import clear_marker, is_done, mark_done, read_marker, shard_stem
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def row_blocks(lengths: np.ndarray, block_frames: int) -> Iterator[Tuple[int, in
 
 def model_key(model: KMeansModel) -> str:
     """Fingerprint of a model's centroids and metadata."""
-    return fingerprint({"centroids": hashlib.sha256(model.centroids.tobytes()).hexdigest(), **model.metadata})
+    return json_sha256({"centroids": data_sha256(model.centroids.tobytes()), **model.metadata})
 
 
 def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, device="auto") -> Path:
@@ -61,7 +62,7 @@ def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, 
     feats, lengths, marker = load_shard(feat_dir, split, nshard, rank)
     check_model_fits_features(model, km_path, feats, marker, feat_dir)
     out = label_path(lab_dir, split, nshard, rank)
-    key = fingerprint({"model": model_key(model), "features": marker["key"]})
+    key = json_sha256({"model": model_key(model), "features": marker["key"]})
     write_dictionary(lab_dir, model.k)
     if is_done(out, key):
         logger.info("%s: complete, skipped", out)
@@ -89,9 +90,9 @@ def check_model_fits_features(model: KMeansModel, km_path, feats: np.ndarray, ma
     """Raise unless the features have the model's dimension and (when it records them) its feature settings."""
     if feats.shape[1] != model.dim:
         raise LabelPrepError(f"{km_path}: centroids are {model.dim}-d but {feat_dir} holds {feats.shape[1]}-d "
-                             f"features; fit the model on these features (same --feature settings).")
+                             f"features; fit the model on these features (same feature settings).")
     fitted_on = json.loads(model.metadata["features"]) if "features" in model.metadata else None
-    if fitted_on is not None and fingerprint(fitted_on) != fingerprint(marker["features"]):
+    if fitted_on is not None and json_sha256(fitted_on) != json_sha256(marker["features"]):
         raise LabelPrepError(f"{km_path}: fitted on features {fitted_on} but {feat_dir} holds features "
                              f"{marker['features']}; extract the features with the model's settings or refit "
                              f"the model on these features.")
@@ -101,13 +102,6 @@ def format_lines(words: np.ndarray, lengths: np.ndarray) -> str:
     """Label strings (F,) (object array) of consecutive rows with ``lengths`` (R,) → R lines, space-separated."""
     bounds = np.cumsum(lengths)[:-1]
     return "".join(" ".join(row) + "\n" for row in np.split(words, bounds))
-
-
-def write_dictionary(out_dir, k: int) -> Path:
-    """``{out_dir}/dict.km.txt``: ``"<id> 1"`` for ids 0..k-1 (fairseq's label dictionary)."""
-    path = Path(out_dir) / "dict.km.txt"
-    write_text_atomic(path, "".join(f"{i} 1\n" for i in range(k)))
-    return path
 
 
 def merge_stage(lab_dir, split: str, nshard: int, out_dir=None) -> Path:
@@ -120,13 +114,12 @@ def merge_stage(lab_dir, split: str, nshard: int, out_dir=None) -> Path:
                              f"the apply stage for it first.")
     made_with = check_same_provenance(shards, markers)
     out = Path(out_dir or lab_dir) / f"{split}.km"
-    sidecar = out.with_name(out.name + ".json")
-    sidecar.unlink(missing_ok=True)  # the sidecar vouches for the merged file: written only after it
+    sidecar_path(out).unlink(missing_ok=True)  # the sidecar vouches for the merged file: written only after it
     with atomic_path(out) as tmp, open(tmp, "wb") as merged:
         for shard in shards:
             with open(shard, "rb") as f:
                 shutil.copyfileobj(f, merged)
-    write_text_atomic(sidecar, json.dumps({**made_with, "shards": nshard}, sort_keys=True, indent=1) + "\n")
+    write_sidecar(out, {**made_with, "shards": nshard})
     logger.info("%s: merged %d shards", out, nshard)
     return out
 
@@ -151,7 +144,8 @@ def check_splits_agree(lab_dir, splits) -> None:
 
     Files without a sidecar (written by other tools) are not compared.
     """
-    sidecars = [Path(lab_dir) / f"{split}.km.json" for split in splits]
-    present = [p for p in sidecars if p.is_file()]
+    records = [(sidecar_path(Path(lab_dir) / f"{split}.km"), read_sidecar(Path(lab_dir) / f"{split}.km"))
+               for split in splits]
+    present = [(path, record) for path, record in records if record is not None]
     if present:
-        check_same_provenance(present, [json.loads(p.read_text()) for p in present])
+        check_same_provenance([path for path, _ in present], [record for _, record in present])

@@ -2,23 +2,24 @@
 
 Alignment reuses :func:`music_ssl.data.label_alignment.check_label_alignment` — the exact check the
 MusicHuBERT task runs before training: as many label lines as manifest rows, and every line within
-``tolerance`` seconds (fairseq's 0.1 s) of its audio at ``label_rate``. The quality report gives the
+``tolerance`` seconds (fairseq's 0.1 s) of its audio at the label rate recorded beside the labels. Files are read by
+:mod:`music_ssl.data.label_files`. The quality report gives the
 cluster usage histogram, its entropy (bits) and perplexity, dead (unused) clusters, and — given a
 reference CSV with a class per file — cluster purity and PNMI (phone-normalised mutual information as
 in the HuBERT paper, with classes instead of phones).
 """
 import csv
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 
 from ..data.audio import SAMPLE_RATE
 from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment
+from ..data.label_files import check_sidecar, label_lines, label_rate_of, read_dictionary
 from ..data.manifest import Manifest, read_manifest
 from .errors import LabelPrepError
 
@@ -58,32 +59,6 @@ class ClusterReport:
         return asdict(self)
 
 
-def read_label_lines(km_path, k: int) -> Iterator[np.ndarray]:
-    """Each line of a ``.km`` file as (T,) int64; LabelPrepError for a non-integer or an id outside 0..k-1."""
-    with open(km_path) as f:
-        for line_no, line in enumerate(f, start=1):
-            try:
-                labels = np.asarray(line.split(), dtype=np.int64)
-            except ValueError:
-                raise LabelPrepError(f"{km_path}:{line_no}: not space-separated integers; regenerate the labels "
-                                     f"(music-ssl-kmeans apply).") from None
-            if len(labels) and (labels.min() < 0 or labels.max() >= k):
-                raise LabelPrepError(f"{km_path}:{line_no}: label {labels.max()} outside 0..{k - 1} of dict.km.txt; "
-                                     f"make the .km files and dict.km.txt in the same run.")
-            yield labels
-
-
-def dictionary_size(dict_path) -> int:
-    """Number of symbols of ``dict.km.txt``, which must be ``"<id> 1"`` lines for ids 0..k-1."""
-    path = Path(dict_path)
-    if not path.is_file():
-        raise LabelPrepError(f"{path}: label dictionary not found; write it with `music-ssl-kmeans apply`.")
-    symbols = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    if symbols != [str(i) for i in range(len(symbols))]:
-        raise LabelPrepError(f"{path}: expected lines `0 1`, `1 1`, ... in order; regenerate it with the labels.")
-    return len(symbols)
-
-
 def reference_key(relpath: str) -> str:
     """Matching key of a file: its path without extension and without a ``_NNNN`` clip suffix."""
     return CLIP_SUFFIX.sub("", str(Path(relpath).with_suffix("")))
@@ -100,7 +75,7 @@ def load_reference(csv_path, column: str, manifest: Manifest) -> Tuple[np.ndarra
         table = list(csv.DictReader(f))
     if not table or "path" not in table[0] or column not in table[0]:
         raise LabelPrepError(f"{csv_path}: needs a header with `path` and `{column}` columns (one row per file); "
-                             f"fix the CSV or pass --reference-column.")
+                             f"fix the CSV or set reference_column.")
     by_key = {reference_key(row["path"]): row[column] for row in table}
     names = sorted(set(by_key.values()))
     index = {name: i for i, name in enumerate(names)}
@@ -114,7 +89,7 @@ def cluster_report(split: str, km_path, k: int, classes: Optional[np.ndarray] = 
     usage = np.zeros(k, dtype=np.int64)
     joint = np.zeros((k, max(len(class_names), 1)), dtype=np.int64)  # (k, C) frames per cluster and class
     rows = 0
-    for row, labels in enumerate(read_label_lines(km_path, k)):
+    for row, labels in enumerate(label_lines(km_path, k)):
         usage += np.bincount(labels, minlength=k)
         if classes is not None and classes[row] >= 0:
             joint[:, classes[row]] += np.bincount(labels, minlength=k)
@@ -143,27 +118,17 @@ def purity_and_pnmi(joint: np.ndarray) -> Tuple[float, float]:
     return float(joint.max(1).sum() / total), mutual / h_class if h_class > 0 else float("nan")
 
 
-def check_provenance(km_path: Path, k: int, label_rate: float) -> None:
-    """Raise if the ``.km.json`` sidecar written by ``merge`` (when present) disagrees with dict.km.txt's ``k`` or
-    with ``label_rate``."""
-    sidecar = km_path.with_name(km_path.name + ".json")
-    if not sidecar.is_file():
-        return
-    made_with = json.loads(sidecar.read_text())
-    if made_with.get("k") not in (None, k):
-        raise LabelPrepError(f"{km_path}: made by a k={made_with['k']} model ({sidecar.name}) but dict.km.txt has "
-                             f"{k} ids; write dict.km.txt with these labels (music-ssl-kmeans apply).")
-    if made_with.get("label_rate") not in (None, label_rate):
-        raise LabelPrepError(f"{km_path}: labels at {made_with['label_rate']:g} Hz ({sidecar.name}), checked at "
-                             f"{label_rate:g} Hz; pass --label-rate {made_with['label_rate']:g} (task.label_rate).")
-
-
-def check_stage(tsv_dir, lab_dir, split: str, label_rate: float, sample_rate: int = SAMPLE_RATE,
+def check_stage(tsv_dir, lab_dir, split: str, label_rate: Optional[float] = None, sample_rate: int = SAMPLE_RATE,
                 tolerance: float = TOLERANCE_SECONDS, reference=None, reference_column: str = "label") -> ClusterReport:
-    """Raise unless ``{lab_dir}/{split}.km`` aligns with ``{tsv_dir}/{split}.tsv``; return its quality report."""
+    """Raise unless ``{lab_dir}/{split}.km`` aligns with ``{tsv_dir}/{split}.tsv``; return its quality report.
+
+    ``label_rate`` (Hz) defaults to the rate recorded beside the labels (``{split}.km.json``); a stated rate must
+    agree with the record.
+    """
     tsv, km = Path(tsv_dir) / f"{split}.tsv", Path(lab_dir) / f"{split}.km"
-    k = dictionary_size(Path(lab_dir) / "dict.km.txt")
-    check_provenance(km, k, label_rate)
+    k = read_dictionary(lab_dir)
+    check_sidecar(km, k, label_rate)
+    label_rate = label_rate_of(km, k) if label_rate is None else label_rate
     check_label_alignment(str(tsv), str(km), label_rate, sample_rate, tolerance)
     classes, names = (None, [])
     if reference is not None:

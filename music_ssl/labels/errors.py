@@ -1,5 +1,5 @@
 """The label-preparation error: one line naming the file (or setting) and the fix."""
-from ..errors import LabelError
+from ..core.errors import LabelError
 
 
 class LabelPrepError(LabelError):

@@ -10,38 +10,35 @@ import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional, Tuple
+from typing import Callable, Iterable, Iterator, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
-from ..data.atomic import atomic_path, write_text_atomic
+from ..core.fingerprint import json_sha256
+from ..core.atomic import atomic_path, write_text_atomic
 from ..data.audio import read_training_audio
 from ..data.errors import AudioError
 from ..data.manifest import read_manifest, shard_range
 from .errors import LabelPrepError
-from .shards import clear_marker, fingerprint, is_done, mark_done, read_marker, shard_stem
+from .settings import FeatureSettings
+from .shards import clear_marker, is_done, mark_done, read_marker, shard_stem
 
 logger = logging.getLogger(__name__)
 
 PREFETCH_FILES = 4  # files decoded ahead of the extractor by a reader thread
 
 
-def make_extractor(feature: str, n_mfcc: int = 13, checkpoint=None, layer: Optional[int] = None, device=None,
-                   chunk_seconds: float = 30.0):
-    """The extractor for ``feature``: ``"mfcc"`` (:class:`MfccFeatures`) or ``"layer"`` (:class:`LayerFeatures`)."""
-    if feature == "mfcc":
-        from .mfcc import MfccFeatures
-
-        return MfccFeatures(n_mfcc)
-    if feature == "layer":
-        if checkpoint is None or layer is None:
-            raise LabelPrepError("--feature layer needs --checkpoint CKPT (a music2vec/MusicHuBERT checkpoint) "
-                                 "and --layer L.")
+def make_extractor(settings: FeatureSettings, device=None):
+    """The extractor of ``settings`` (:class:`music_ssl.labels.settings.FeatureSettings`, checked when made):
+    ``feature="mfcc"`` → :class:`MfccFeatures`, ``feature="layer"`` → :class:`LayerFeatures` on ``device``."""
+    if settings.feature == "layer":
         from .layer import LayerFeatures
 
-        return LayerFeatures(checkpoint, layer, device, chunk_seconds)
-    raise LabelPrepError(f"--feature {feature!r}: unknown; choose mfcc or layer.")
+        return LayerFeatures(settings.checkpoint, settings.layer, device, settings.chunk_seconds)
+    from .mfcc import MfccFeatures
+
+    return MfccFeatures(settings.n_mfcc)
 
 
 def feature_paths(feat_dir, split: str, nshard: int, rank: int) -> Tuple[Path, Path]:
@@ -72,7 +69,7 @@ def dump_features(tsv_dir, split: str, nshard: int, rank: int, feat_dir, extract
     start, end = shard_range(len(manifest), nshard, rank)
     sizes = manifest.sizes[start:end]
     npy, lengths_path = feature_paths(feat_dir, split, nshard, rank)
-    key = fingerprint({"features": extractor.config(), "root": str(manifest.root),
+    key = json_sha256({"features": extractor.config(), "root": str(manifest.root),
                        "rows": manifest.relpaths[start:end], "sizes": sizes.tolist()})
     if is_done(npy, key):
         logger.info("%s: complete, skipped", npy)

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..device import resolve_device
+from ..core.device import resolve_device
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 The settings are those of fairseq's ``examples/hubert/simple_kmeans/learn_kmeans.py`` (its command-line
 defaults): k-means++ init, batch 10000, n_init 20, max_iter 100, max_no_improvement 100, tol 0,
 reassignment_ratio 0, init_size None, compute_labels False. Only ``verbose`` differs (0 here: fairseq prints
-every mini-batch). ``--backend sklearn`` exists for parity checks; the torch backend is the fast default.
+every mini-batch). ``backend=sklearn`` exists for parity checks; the torch backend is the fast default.
 """
 import logging
 

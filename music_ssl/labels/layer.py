@@ -20,7 +20,7 @@ class LayerFeatures:
     def __init__(self, checkpoint, layer: int, device=None, chunk_seconds: float = 30.0):
         self.encoder = FrozenEncoder.from_checkpoint(checkpoint, device=device)
         if not 0 <= layer <= self.encoder.num_layers:
-            raise LabelPrepError(f"{checkpoint}: --layer {layer} does not exist; this model has layers "
+            raise LabelPrepError(f"{checkpoint}: layer={layer} does not exist; this model has layers "
                                  f"0..{self.encoder.num_layers} (0 = Transformer input).")
         self.checkpoint, self.layer, self.chunk_seconds = str(checkpoint), layer, chunk_seconds
         self.dim, self.frame_rate, self.sample_rate = self.encoder.dim, self.encoder.frame_rate, self.encoder.sample_rate

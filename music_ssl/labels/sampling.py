@@ -8,7 +8,7 @@ model — is the same whatever ``nshard`` the features were written with. Unlike
 Sample size (:func:`default_sample_size`), for ``total`` frames of ``dim``-d features and ``k`` clusters::
 
     n = min(total, cap, max(ceil(percent × total), FRAMES_PER_CLUSTER × k))
-    cap = min(--max-frames (none by default), --max-sample-gb × 2^30 / (4 × dim))
+    cap = min(max_frames (none by default), max_sample_gb × 2^30 / (4 × dim))
 
 * ``percent`` = 0.1: fairseq's recipe released with HuBERT (Hsu et al. 2021;
   ``examples/hubert/simple_kmeans/README.md`` runs ``learn_kmeans.py ... --percent 0.1``: 10 % of the data);
@@ -28,15 +28,15 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..core.fingerprint import json_sha256
 from .errors import LabelPrepError
 from .features import load_shard
-from .shards import fingerprint
+from .settings import MAX_SAMPLE_GB
 
 logger = logging.getLogger(__name__)
 
 GATHER_ROWS = 1 << 16  # indices gathered from a memory map per step
 FRAMES_PER_CLUSTER = 256  # FAISS ClusteringParameters.max_points_per_centroid (see the module docstring)
-MAX_SAMPLE_GB = 8.0  # default memory budget of the fitted sample (float32 frames)
 
 
 @dataclass
@@ -52,9 +52,9 @@ class FrameSample:
 
 
 def sample_size(total: int, percent: float, min_frames: int, max_frames: Optional[int]) -> int:
-    """ceil(percent × total), raised to ``min_frames`` and capped at ``max_frames`` (None: no cap) and ``total``."""
-    if not 0.0 < percent <= 1.0:
-        raise LabelPrepError(f"--percent={percent}: must be in (0, 1] (fraction of frames to fit on; 1 = all).")
+    """ceil(percent × total), raised to ``min_frames`` and capped at ``max_frames`` (None: no cap) and ``total``.
+
+    ``percent`` in (0, 1] (checked by :class:`music_ssl.labels.settings.FitSettings`)."""
     n = max(math.ceil(percent * total), min_frames)
     return min(total, n if max_frames is None else min(n, max_frames))
 
@@ -97,7 +97,7 @@ def sample_frames(feat_dir, split: str, nshard: int, percent: float, max_frames:
 def load_split(feat_dir, split: str, nshard: int) -> List[tuple]:
     """Every shard of a split (:func:`load_shard` tuples); LabelPrepError if their feature settings differ."""
     shards = [load_shard(feat_dir, split, nshard, rank) for rank in range(nshard)]
-    if len({fingerprint(marker["features"]) for _, _, marker in shards}) > 1:
+    if len({json_sha256(marker["features"]) for _, _, marker in shards}) > 1:
         raise LabelPrepError(f"{feat_dir}: the {split} shards were made with different feature settings; delete "
                              f"them and rerun the features stage.")
     return shards
@@ -105,7 +105,7 @@ def load_split(feat_dir, split: str, nshard: int) -> List[tuple]:
 
 def shards_key(shards: List[tuple]) -> str:
     """Fingerprint of a split's shards (their markers' keys): changes whenever any shard's inputs change."""
-    return fingerprint([marker["key"] for _, _, marker in shards])
+    return json_sha256([marker["key"] for _, _, marker in shards])
 
 
 def gather(shards: List[tuple], chosen: np.ndarray) -> np.ndarray:

@@ -7,22 +7,16 @@ otherwise (missing marker = interrupted, other key = stale inputs or settings). 
 before it rewrites an output (:func:`clear_marker`), so a run killed after replacing the output but before
 writing the new marker can never leave the old marker vouching for the new file.
 """
-import hashlib
 import json
 from pathlib import Path
 from typing import Optional
 
-from ..data.atomic import write_text_atomic
+from ..core.atomic import write_text_atomic
 
 
 def shard_stem(split: str, rank: int, nshard: int) -> str:
     """``{split}_{rank}_{nshard}``, fairseq's shard naming."""
     return f"{split}_{rank}_{nshard}"
-
-
-def fingerprint(obj) -> str:
-    """Hex SHA-256 of a JSON-serialisable object (key order does not matter)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def marker_path(path: Path) -> Path:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from fairseq.modules.multihead_attention import MultiheadAttention
 from torch import nn
+from ..core.errors import ConfigError
 
 SDPA_ATTENTION_HELP = ("self-attention through one fused q/k/v matmul and torch scaled_dot_product_attention with a "
                        "boolean (or no) padding mask; equal to fairseq's MultiheadAttention within fp32 rounding")
@@ -83,11 +84,11 @@ def apply_fast_paths(encoder: nn.Module, sdpa_attention: bool, pos_conv_fp32: bo
     if sdpa_attention:
         for layer in encoder.layers:
             if type(layer.self_attn) is not MultiheadAttention:
-                raise TypeError(f"sdpa_attention expects fairseq's MultiheadAttention, found "
-                                f"{type(layer.self_attn).__name__}: set model.sdpa_attention=false")
+                raise ConfigError(f"sdpa_attention expects fairseq's MultiheadAttention, found "
+                                  f"{type(layer.self_attn).__name__}: set model.sdpa_attention=false")
             layer.self_attn.__class__ = SdpaSelfAttention
         encoder.register_forward_pre_hook(drop_empty_padding_mask, with_kwargs=True)
     if pos_conv_fp32:
         if type(encoder.pos_conv) is not nn.Sequential:
-            raise TypeError(f"pos_conv_fp32 expects an nn.Sequential pos_conv, found {type(encoder.pos_conv).__name__}")
+            raise ConfigError(f"pos_conv_fp32 expects an nn.Sequential pos_conv, found {type(encoder.pos_conv).__name__}")
         encoder.pos_conv.__class__ = Fp32Sequential

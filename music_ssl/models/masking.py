@@ -24,6 +24,8 @@ from typing import Optional
 
 import torch
 
+from ..core.errors import ConfigError
+
 MASK32 = 0xFFFFFFFF
 MIX = 0x45D9F3B  # < 2**27: a (< 2**32) value times MIX stays inside int64
 # streams of random numbers drawn per row
@@ -154,7 +156,7 @@ def check_seeded_mask_settings(cfg) -> None:
     if not cfg.seeded_masks:
         return
     if str(cfg.mask_selection) != "static" or cfg.no_mask_overlap:
-        raise ValueError(f"model.seeded_masks=true draws static, overlapping spans only (found mask_selection="
-                         f"{cfg.mask_selection}, no_mask_overlap={cfg.no_mask_overlap}): set model.seeded_masks=false.")
+        raise ConfigError(f"model.seeded_masks=true draws static, overlapping spans only (found mask_selection="
+                          f"{cfg.mask_selection}, no_mask_overlap={cfg.no_mask_overlap}): set model.seeded_masks=false.")
     if not isinstance(cfg.mask_seed, int):
-        raise ValueError(f"model.mask_seed={cfg.mask_seed!r} is not an integer: set model.mask_seed (or common.seed).")
+        raise ConfigError(f"model.mask_seed={cfg.mask_seed!r} is not an integer: set model.mask_seed (or common.seed).")

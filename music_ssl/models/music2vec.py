@@ -18,6 +18,7 @@ from omegaconf import II
 from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
 from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, SeededMasksMixin, check_seeded_mask_settings, span_mask
+from ..core.errors import ConfigError
 
 
 @dataclass
@@ -40,8 +41,8 @@ class Music2VecModel(SeededMasksMixin, HiddenStatesMixin, Data2VecAudioModel):
 
     def __init__(self, cfg: Music2VecConfig):
         if not 1 <= cfg.average_top_k_layers <= cfg.encoder_layers:
-            raise ValueError(f"model.average_top_k_layers={cfg.average_top_k_layers} must be in "
-                             f"1..model.encoder_layers={cfg.encoder_layers}: set it to at most the number of layers.")
+            raise ConfigError(f"model.average_top_k_layers={cfg.average_top_k_layers} must be in "
+                              f"1..model.encoder_layers={cfg.encoder_layers}: set it to at most the number of layers.")
         check_seeded_mask_settings(cfg)
         super().__init__(cfg)
         apply_fast_paths(self.encoder, cfg.sdpa_attention, cfg.pos_conv_fp32)  # the EMA teacher copies it later

@@ -14,6 +14,7 @@ from omegaconf import II
 from .fast_paths import POS_CONV_FP32_HELP, SDPA_ATTENTION_HELP, apply_fast_paths
 from .hidden_states import HiddenStatesMixin
 from .masking import MASK_SEED_HELP, SEEDED_MASKS_HELP, SeededMasksMixin, check_seeded_mask_settings, span_mask
+from ..core.errors import ConfigError
 
 
 @dataclass
@@ -33,8 +34,8 @@ class MusicHubertModel(SeededMasksMixin, HiddenStatesMixin, HubertModel):
     def __init__(self, cfg: MusicHubertConfig, task_cfg, dictionaries):
         check_seeded_mask_settings(cfg)
         if cfg.seeded_masks and cfg.mask_channel_prob > 0:
-            raise ValueError("model.seeded_masks=true does not seed HuBERT's channel masks: set "
-                             "model.mask_channel_prob=0 or model.seeded_masks=false.")
+            raise ConfigError("model.seeded_masks=true does not seed HuBERT's channel masks: set "
+                              "model.mask_channel_prob=0 or model.seeded_masks=false.")
         super().__init__(cfg, task_cfg, dictionaries)
         apply_fast_paths(self.encoder, cfg.sdpa_attention, cfg.pos_conv_fp32)
         self.seeded_masks = cfg.seeded_masks

@@ -13,7 +13,7 @@ from .beat import beat_targets
 from .data import ProbeData, SplitArrays
 from .errors import ProbeDataError
 from .task_types import TASK_TYPES
-from .tasks.task import SPLITS
+from .datasets.dataset import SPLITS
 
 
 def _rows(task, arrays, split_index, pooling):

@@ -1,24 +1,34 @@
 """The probe run config: a structured (dataclass) schema, so every key has a default, a type and help.
 
 ``config/probe/*.yaml`` start with ``defaults: [probe_schema, _self_]`` and list only what they change;
-``music_ssl/cli/probe.py`` registers the schema with hydra's ConfigStore (:func:`register_schema`). Unknown keys and
-wrong types fail when the config is composed. :func:`resolve_config` applies the same schema to a plain dict
-(the Python API).
+``music_ssl/cli/probe.py`` registers the schema with hydra's ConfigStore (:func:`register_schema`). Unknown keys,
+wrong types and values outside a fixed set of choices (``source.kind``, ``source.naming``, ``protocol.name``:
+fairseq's ``ChoiceEnum``) fail when the config is composed, with the key and the allowed values.
+:func:`resolve_config` applies the same schema to a plain dict (the Python API).
 """
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+from fairseq.dataclass import ChoiceEnum
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ProbeConfigError
+from .protocols import PROTOCOLS
 
 SCHEMA_NAME = "probe_schema"
+SOURCE_KINDS = ("checkpoint", "hf", "jukebox", "chroma", "mfcc")  # probe.features.build_source
+NAMINGS = ("jukemir", "stem")  # probe.features.jukebox_source
+SOURCE_KIND_CHOICES = ChoiceEnum(list(SOURCE_KINDS))
+NAMING_CHOICES = ChoiceEnum(list(NAMINGS))
+PROTOCOL_CHOICES = ChoiceEnum(list(PROTOCOLS))
 
 
 @dataclass
 class SourceConfig:
-    kind: Optional[str] = field(default=None, metadata={"help": "checkpoint | hf | jukebox | chroma | mfcc"})
+    kind: Optional[SOURCE_KIND_CHOICES] = field(default=None, metadata={
+        "help": "checkpoint (fairseq .pt) | hf (transformers folder) | jukebox (folder of JukeMIR .npy features) | "
+                "chroma | mfcc (JukeMIR's hand-crafted baselines)"})
     path: Optional[str] = field(default=None, metadata={
         "help": "fairseq checkpoint (.pt), transformers model folder, or folder of Jukebox .npy features"})
     layers: Optional[List[int]] = field(default=None, metadata={
@@ -34,7 +44,7 @@ class SourceConfig:
     chunk_seconds: float = field(default=30.0, metadata={
         "help": "files longer than this are encoded in chunks of this many seconds"})
     dim: int = field(default=4800, metadata={"help": "jukebox: expected feature size"})
-    naming: str = field(default="jukemir", metadata={
+    naming: NAMING_CHOICES = field(default="jukemir", metadata={
         "help": "jukebox: 'jukemir' = <uid>.npy with JukeMIR's per-dataset uid where the task loader knows it "
                 "(MTT clip_id zero-padded to 5, GTZAN sha256 of '<genre>.000NN', Emomusic song_id padded to 4, "
                 "Giantsteps ID padded to 7 plus '-<window>'), else <audio stem>.npy; 'stem' = always <audio stem>.npy"})
@@ -46,7 +56,7 @@ class SourceConfig:
 
 @dataclass
 class ProtocolConfig:
-    name: str = field(default="marble", metadata={
+    name: PROTOCOL_CHOICES = field(default="marble", metadata={
         "help": "ma2023 | mulap | marble | jukemir (music-ssl-probe --list-protocols; probe/protocols.py)"})
     layers: Any = field(default=None, metadata={
         "help": "null = the preset's; all | all+sum | sum | last | list of indices (-1 = weighted sum)"})
@@ -96,12 +106,12 @@ def resolve_config(cfg) -> dict:
     """Validate ``cfg`` (dict or OmegaConf node) against the schema, fill defaults, resolve interpolations.
 
     Returns:
-        a plain dict; raises :class:`ProbeConfigError` for unknown keys, wrong types, missing values, no
-        source kind or no tasks.
+        a plain dict (choices as their strings); raises :class:`ProbeConfigError` for unknown keys, wrong types,
+        values outside their choices, missing values, no source kind or no tasks.
     """
     try:
         merged = OmegaConf.merge(OmegaConf.structured(ProbeRunConfig), cfg)
-        out = OmegaConf.to_container(merged, resolve=True)
+        out = OmegaConf.to_container(merged, resolve=True, enum_to_str=True)
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None)  # omegaconf appends full_key / object_type lines: keep the rest
         lines = [line.strip() for line in str(err).splitlines()
@@ -111,8 +121,7 @@ def resolve_config(cfg) -> dict:
                 else "see music_ssl/probe/config.py for the keys and types")
         raise ProbeConfigError(f"probe config: {message}; {hint}.") from None
     if not out["source"]["kind"]:
-        raise ProbeConfigError("probe config: source.kind is not set; choose checkpoint, hf, jukebox, chroma or "
-                               "mfcc.")
+        raise ProbeConfigError(f"probe config: source.kind is not set; choose one of [{', '.join(SOURCE_KINDS)}].")
     if not out["tasks"]:
         raise ProbeConfigError("probe config: no tasks; list at least one under `tasks:` (e.g. {name: gtzan_genre, "
                                "root: /data/GTZAN}).")

@@ -16,7 +16,7 @@ class SplitArrays:
         y: targets on the same device: (N,) int64 class ids or (N, K) float32.
         groups: (N,) int64 song index of each item (key task: windows of one song) or None.
         files: beat task: list of (start, stop, reference beat times in s) — each file's frame range — or None.
-        aggregate: True = outputs are averaged per group (file) before scoring (``TaskData.aggregate``).
+        aggregate: True = outputs are averaged per group (file) before scoring (``ProbeDataset.aggregate``).
     """
     x: torch.Tensor
     y: torch.Tensor
@@ -44,7 +44,7 @@ class ProbeData:
     """Everything a probe run needs about one task.
 
     Attributes:
-        task: the ``TaskData``; type: its ``TaskType``; splits: "train"/"valid"/"test" -> SplitArrays;
+        task: the ``ProbeDataset``; type: its ``TaskType``; splits: "train"/"valid"/"test" -> SplitArrays;
         num_outputs: K; frame_rate: feature frames per second (beat decoding); layer_names: S names.
     """
     task: object

@@ -2,7 +2,7 @@
 
 CLIs catch :class:`ProbeError` subclasses, print the message without a traceback and exit 1.
 """
-from ..errors import ProbeError
+from ..core.errors import ProbeError
 
 
 class ProbeConfigError(ProbeError, ValueError):

@@ -12,6 +12,7 @@ Architecture (JukeMIR / MARBLE): [softmax-weighted sum of the S hidden states] -
 ReLU -> dropout] -> Linear(., K). ``hidden=0`` is the linear probe.
 """
 import math
+from dataclasses import asdict
 
 import torch
 import torch.nn as nn
@@ -72,7 +73,7 @@ class StackedProbes(nn.Module):
     @classmethod
     def create(cls, configs: list, num_states: int, dim: int, num_outputs: int, device) -> "StackedProbes":
         """Stack freshly initialised probes of ``configs`` (one architecture) on ``device``."""
-        keys = [rnd.probe_key(c.as_dict()) for c in configs]
+        keys = [rnd.probe_key(asdict(c)) for c in configs]
         singles = [init_params(k, c, num_states, dim, num_outputs) for k, c in zip(keys, configs)]
         params = {name: torch.stack([s[name] for s in singles]).to(device) for name in singles[0]}
         threshold = rnd.dropout_threshold(torch.tensor([c.dropout for c in configs])).to(device)
@@ -168,7 +169,7 @@ class SingleProbe(nn.Module):
 
     def __init__(self, config: ProbeConfig, num_states: int, dim: int, num_outputs: int, device):
         super().__init__()
-        key = rnd.probe_key(config.as_dict())
+        key = rnd.probe_key(asdict(config))
         self.layer, self.hidden = config.layer, config.hidden
         self.register_buffer("key", torch.tensor([key], dtype=torch.int64, device=device))
         self.register_buffer("threshold", rnd.dropout_threshold(torch.tensor([config.dropout])).to(device))

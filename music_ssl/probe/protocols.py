@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Optional
 
 from .errors import ProbeConfigError
-from .tasks.task import RULE_KEYS
 
 WEIGHTED_SUM = -1  # ProbeConfig.layer value: softmax-weighted sum of every hidden state
 
@@ -44,9 +43,6 @@ class ProbeConfig:
     dropout: float = 0.5
     l2: float = 0.0
     seed: int = 0
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
     def without_seed(self) -> tuple:
         return tuple(v for k, v in asdict(self).items() if k != "seed")

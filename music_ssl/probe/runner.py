@@ -13,8 +13,6 @@ are evaluated on valid and test with the field's libraries; test metrics are rep
 seeds. The layer option with the best library validation metric is marked ``best_on_valid``. When
 ``source.reference`` names a published model + protocol, each row also carries the paper's number.
 """
-import hashlib
-import json
 import logging
 from collections import defaultdict
 from dataclasses import asdict, fields, replace
@@ -23,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..device import resolve_device
+from ..core.fingerprint import json_sha256
+from ..core.device import resolve_device
 from .assemble import assemble
 from .config import resolve_config
 from .errors import ProbeConfigError
@@ -31,8 +30,8 @@ from .features import build_source, load_features
 from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers
 from .published import attach_published, check_reference
 from .report import library_versions, mean_ci, write_report
-from .tasks import load_task, task_type_of
-from .tasks.task import SPLITS
+from .datasets import load_probe_dataset, task_type_of
+from .datasets.dataset import SPLITS
 from .trainer import EVAL_SPLITS, train_batched, train_sequential
 
 logger = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def summarize(data, result) -> tuple:
     for row in selected:
         row["best_on_valid"] = row is best
     fast_test = _batched_test_metric(data, result)
-    probes = [{"task": data.task.name, "layer": _layer_name(data, c.layer), **c.as_dict(),
+    probes = [{"task": data.task.name, **asdict(c), "layer": _layer_name(data, c.layer), "layer_index": c.layer,
                "valid_primary_batched": float(result.best_valid[p]), "test_primary_batched": float(fast_test[p]),
                "valid_primary_selection": float(valid_score[p]),
                "steps": int(result.steps[p]), "best_step": int(result.best_step[p])}
@@ -123,7 +122,7 @@ def run_task(entry: dict, cfg: dict, source, device, settings: TrainSettings, pr
         raise ProbeConfigError(f"probe config: task entry {entry!r} needs a `name` (e.g. {{name: gtzan_genre, "
                                "root: /data/GTZAN}).")
     rules = protocol.rules_for(entry["name"], task_type_of(entry))
-    task = load_task(**{**rules, **dict(entry)})
+    task = load_probe_dataset(**{**rules, **dict(entry)})
     if task.name in done:
         raise ProbeConfigError(f"probe config: two tasks are named {task.name!r}; give one a `task_name` option.")
     cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
@@ -168,7 +167,7 @@ def run_probe(cfg) -> dict:
     source = build_source(**source_cfg, device=cfg["device"])
     summary = {"name": cfg["name"], "config": cfg, "protocol": protocol.name, "settings": asdict(settings),
                "reference": reference,
-               "config_hash": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest(),
+               "config_hash": json_sha256(cfg),
                "versions": library_versions(), "device": str(device), "source": source.identity(),
                "selected": [], "probes": [], "tasks": {}}
     for entry in cfg["tasks"]:

@@ -14,7 +14,7 @@ beat        (frames, 1) {0, 1}   binary cross-entropy   beat F-measure (mir_eval
 ==========  ===================  =====================  ============================================
 
 Every type's ``loss`` works on a leading probe dimension: logits (P, B, K) -> (P, B). Window → song: when a
-split's ``aggregate`` is set (``TaskData.aggregate == "mean"``), multiclass / multilabel / regression outputs
+split's ``aggregate`` is set (``ProbeDataset.aggregate == "mean"``), multiclass / multilabel / regression outputs
 (logits, or values) of a file's windows are averaged and the file is scored (:meth:`TaskType.songs`), in the
 early-stopping metric and in the reported one alike.
 """

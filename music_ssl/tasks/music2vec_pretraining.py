@@ -8,7 +8,7 @@ from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrai
 
 from ..data.bucketing import BUCKET_SECONDS_HELP, maybe_bucket
 from ..data.crop import CROP_SECONDS_HELP, crop_samples
-from ..data.label_alignment import manifest_sizes
+from ..data.manifest import read_manifest
 from ..data.preflight import preflight_manifest
 from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 from .seeded_masks import MaskIdsMixin
@@ -35,7 +35,7 @@ class Music2VecPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, AudioPretraining
 
     def load_dataset(self, split: str, task_cfg=None, **kwargs):
         preflight_manifest(f"{self.cfg.data}/{split}.tsv", self.cfg.sample_rate, self.cfg.min_sample_size)
-        sizes = manifest_sizes(f"{self.cfg.data}/{split}.tsv")  # clear error for a missing or malformed manifest
+        sizes = read_manifest(f"{self.cfg.data}/{split}.tsv").sizes  # clear error for a missing or malformed manifest
         logger.info("%s: %d clips, %.2f h", split, len(sizes), sizes.sum() / self.cfg.sample_rate / 3600)
         super().load_dataset(split, task_cfg, **kwargs)
         self.datasets[split] = maybe_bucket(self.datasets[split], self.cfg.bucket_seconds, self.cfg.sample_rate, split)

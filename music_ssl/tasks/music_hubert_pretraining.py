@@ -1,4 +1,5 @@
-"""The MusicHuBERT pretraining task: fairseq's HuBERT task with crops in seconds and label checks at load time."""
+"""The MusicHuBERT pretraining task: fairseq's HuBERT task with crops in seconds, label checks at load time and the
+label rate read from what label prep recorded (``{split}.km.json``), not typed again."""
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
@@ -9,7 +10,9 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPret
 
 from ..data.bucketing import BUCKET_SECONDS_HELP, maybe_bucket
 from ..data.crop import CROP_SECONDS_HELP, crop_samples
-from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment, check_label_vocabulary
+from ..core.errors import LabelError
+from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment
+from ..data.label_files import check_label_vocabulary, check_sidecar, recorded_label_rate
 from ..data.preflight import preflight_manifest
 from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 from .seeded_masks import MaskIdsMixin
@@ -17,8 +20,13 @@ from .seeded_masks import MaskIdsMixin
 logger = logging.getLogger(__name__)
 
 
+LABEL_RATE_HELP = ("labels per second (100 for MFCC labels, 50 for layer labels); -1 (default): the rate music-ssl-kmeans "
+                   "recorded beside the labels ({split}.km.json). A stated rate must agree with the record")
+
+
 @dataclass
 class MusicHubertPretrainingConfig(HubertPretrainingConfig):
+    label_rate: float = field(default=-1.0, metadata={"help": LABEL_RATE_HELP})
     crop_seconds: Optional[float] = field(default=None, metadata={"help": CROP_SECONDS_HELP})
     bf16_autocast: bool = field(default=False, metadata={"help": BF16_AUTOCAST_HELP})
     bucket_seconds: Optional[float] = field(default=None, metadata={"help": BUCKET_SECONDS_HELP})
@@ -31,8 +39,10 @@ class MusicHubertPretrainingConfig(HubertPretrainingConfig):
 class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrainingTask):
     """Audio from ``{data}/{split}.tsv`` with frame labels ``{label_dir}/{split}.{label}`` checked before use.
 
-    Iteration 1 uses 100 Hz MFCC k-means labels, iteration 2 50 Hz layer labels (``task.label_rate``);
-    a label file whose lengths do not match ``label_rate`` stops loading with the rate it appears to have.
+    Iteration 1 uses 100 Hz MFCC k-means labels, iteration 2 50 Hz layer labels: the rate label prep recorded
+    beside them, kept in the task state (so a checkpoint carries it), or ``task.label_rate`` when stated (it must
+    agree with the record). A label file whose lengths do not match the rate stops loading with the rate it appears
+    to have.
     """
 
     cfg: MusicHubertPretrainingConfig
@@ -40,6 +50,38 @@ class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrain
     def __init__(self, cfg: MusicHubertPretrainingConfig):
         cfg.max_sample_size = crop_samples(cfg.crop_seconds, cfg.sample_rate, cfg.max_sample_size)
         super().__init__(cfg)
+        if not cfg.fine_tuning:
+            self.state.add_factory("label_rate", self.resolve_label_rate)
+
+    def resolve_label_rate(self) -> float:
+        """The label rate (Hz): ``task.label_rate`` when stated, else the one recorded beside the labels; the two
+        must agree. Called once (task state); a checkpoint's task state answers without the label folder."""
+        stated = float(self.cfg.label_rate) if self.cfg.label_rate > 0 else None
+        recorded = recorded_label_rate(self.get_label_dir(), self.cfg.labels)
+        if recorded is None and stated is None:
+            raise LabelError(f"{self.get_label_dir()}: no label rate recorded beside the labels ({{split}}.km.json, "
+                             f"written by music-ssl-kmeans) and task.label_rate unset; set task.label_rate (100 for "
+                             f"MFCC labels, 50 for layer labels) or make the labels with music-ssl-kmeans.")
+        if recorded is not None and stated is not None and recorded[0] != stated:
+            raise LabelError(f"{recorded[1]}: labels at {recorded[0]:g} Hz, but task.label_rate={stated:g}; drop "
+                             f"task.label_rate (the recorded rate is used) or make the labels again at that rate.")
+        rate = stated if stated is not None else recorded[0]
+        logger.info("label rate %g Hz (%s)", rate, "task.label_rate" if stated is not None else recorded[1])
+        return rate
+
+    def use_label_rate(self, cfg=None) -> None:
+        """Put the resolved label rate into the task config (and the model config ``cfg``, whose ``label_rate``
+        fairseq interpolates from ``task.label_rate``) before fairseq reads it."""
+        if self.cfg.fine_tuning:
+            return
+        rate = self.state.label_rate
+        self.cfg.label_rate = rate
+        if cfg is not None and getattr(cfg, "label_rate", rate) != rate:
+            cfg.label_rate = rate
+
+    def build_model(self, cfg, from_checkpoint: bool = False):
+        self.use_label_rate(cfg)
+        return super().build_model(cfg, from_checkpoint)
 
     @staticmethod
     def logging_outputs_can_be_summed(criterion) -> bool:
@@ -50,6 +92,7 @@ class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrain
 
     def load_dataset(self, split: str, **kwargs) -> None:
         preflight_manifest(f"{self.cfg.data}/{split}.tsv", self.cfg.sample_rate, self.cfg.min_sample_size)
+        self.use_label_rate()
         if not self.cfg.fine_tuning:
             self.check_labels(split)
         super().load_dataset(split, **kwargs)
@@ -60,6 +103,7 @@ class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrain
         manifest = f"{self.cfg.data}/{split}.tsv"
         for label, dictionary in zip(self.cfg.labels, self.dictionaries):
             path = f"{self.get_label_dir()}/{split}.{label}"
+            check_sidecar(path, len(dictionary) - dictionary.nspecial, self.cfg.label_rate)
             alignment = check_label_alignment(manifest, path, self.cfg.label_rate, self.cfg.sample_rate,
                                               self.cfg.label_tolerance)
             check_label_vocabulary(path, dictionary.symbols[dictionary.nspecial:])

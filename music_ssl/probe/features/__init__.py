@@ -11,15 +11,17 @@ jukebox      folder of JukeMIR-layout Jukebox .npy features (4800-d per clip, na
 chroma       JukeMIR CHROMA baseline (72-d), librosa
 mfcc         JukeMIR MFCC baseline (120-d), librosa
 ===========  ==============================================================================
+
+A probe config's ``source.kind`` / ``source.naming`` are checked against these choices by the config schema
+(``probe.config``) when it is composed; ``build_source`` checks ``kind`` once more for direct Python callers.
 """
+from ..config import SOURCE_KINDS
 from ..errors import ProbeConfigError
 from .cache import FeatureSet, load_features
 from .encoder_source import EncoderSource
 from .handcrafted_source import HandcraftedSource
 from .jukebox_source import JukeboxSource
 from .source import FeatureSource
-
-SOURCE_KINDS = ("checkpoint", "hf", "jukebox", "chroma", "mfcc")
 
 
 def build_source(kind: str, path=None, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,

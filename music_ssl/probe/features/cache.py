@@ -8,8 +8,6 @@ and the key changes, so a stale entry is never read.
 An entry is one ``.npz``: ``data`` (sum of rows, S, C), ``offsets`` (files + 1), ``layer_names``,
 ``frame_rate``; written to a temporary name and renamed when complete; an unreadable entry is recomputed.
 """
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +15,15 @@ from typing import Optional
 
 import numpy as np
 
-import music_ssl
 
-from ...data.atomic import atomic_path
-from ..audio import audio_info
+from ...core.atomic import atomic_path
+from ...core.fingerprint import json_sha256
+from ...core.version import __version__
+from ...data.audio import audio_info
 from ..errors import ProbeDataError
 
 logger = logging.getLogger(__name__)
-FEATURE_CODE_VERSION = 1  # bump when extraction or pooling code changes what it computes
+FEATURE_CODE_VERSION = 2  # bump when extraction or pooling code changes what it computes (2: soxr resampling, #19)
 
 
 @dataclass
@@ -43,8 +42,8 @@ def cache_key(source, paths: list, pooling: str, window, hop) -> str:
         stat = Path(path).stat()
         files.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
     blob = {"source": source.identity(), "pooling": pooling, "window": window, "hop": hop,
-            "code": FEATURE_CODE_VERSION, "package": music_ssl.__version__, "files": files}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()
+            "code": FEATURE_CODE_VERSION, "package": __version__, "files": files}
+    return json_sha256(blob)
 
 
 def _write_atomic(path: Path, **arrays) -> None:

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from music_ssl.checkpoint import file_sha256
-from music_ssl.device import resolve_device
+from music_ssl.core.fingerprint import file_sha256, folder_sha256
+from music_ssl.core.device import resolve_device
 
-from ..audio import audio_info, read_audio
+from ...data.audio import audio_info, read_audio
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
 from .source import FeatureSource, FrameMemo, mean_windows
 
@@ -45,8 +45,6 @@ class EncoderSource(FeatureSource):
 
     def __init__(self, kind: str, path, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
                  device: Optional[str] = "auto", random_init: bool = False, seed: int = 0, cnn: bool = False):
-        if kind not in ("checkpoint", "hf"):
-            raise ProbeConfigError(f"source.kind {kind!r}: an encoder source is 'checkpoint' or 'hf'.")
         if random_init and kind != "checkpoint":
             raise ProbeConfigError("source.random_init=true needs source.kind=checkpoint (the architecture is read "
                                    "from the fairseq checkpoint).")
@@ -65,9 +63,9 @@ class EncoderSource(FeatureSource):
             if self.kind == "checkpoint":
                 content = file_sha256(self.path)
             else:
-                from music_ssl.export.hf_encoder import folder_sha256
+                from music_ssl.export.hf_encoder import HASHED_SUFFIXES
 
-                content = folder_sha256(self.path)
+                content = folder_sha256(self.path, HASHED_SUFFIXES)
             self._identity = {"kind": self.kind, "sha256": content,
                               "layers": self.layers, "chunk_seconds": self.chunk_seconds,
                               "random_init": self.random_init, "seed": self.seed if self.random_init else None,
@@ -132,9 +130,8 @@ class EncoderSource(FeatureSource):
         """Lists of indices into ``paths``: same-length short files together (<= batch_size), long files alone."""
         by_length = defaultdict(list)
         for index, path in enumerate(paths):
-            rate, frames = audio_info(path)
-            seconds = frames / rate
-            key = ("long", index) if seconds > self.chunk_seconds else (rate, frames)
+            info = audio_info(path)
+            key = ("long", index) if info.seconds > self.chunk_seconds else (info.sample_rate, info.frames)
             by_length[key].append(index)
         batches = []
         for indices in by_length.values():
@@ -143,7 +140,9 @@ class EncoderSource(FeatureSource):
 
     def _encode(self, batch, paths, enc):
         """Yield (path index, list of S numpy (T, C)) for one batch of indices."""
-        audios = [read_audio(paths[i], enc.sample_rate)[0] for i in batch]
+        # downmixed, resampled with soxr HQ (before #19 torchaudio's sinc: both band-limited, features can move in
+        # the last digits)
+        audios = [read_audio(paths[i], enc.sample_rate)[0] for i in batch]  # each (samples,) float32
         if len(batch) == 1 and len(audios[0]) > self.chunk_seconds * enc.sample_rate:
             yield batch[0], [np.asarray(s, np.float32) for s in enc.encode_long(audios[0], self.chunk_seconds)]
             return

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import NAMINGS
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
 from .source import FeatureSource
 
 JUKEBOX_DIM = 4800
-NAMINGS = ("jukemir", "stem")
 
 
 class JukeboxSource(FeatureSource):

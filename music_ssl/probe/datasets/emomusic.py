@@ -9,7 +9,7 @@ import csv
 from pathlib import Path
 
 from .common import check_audio_exists, ratio_split, require
-from .task import Item, TaskData
+from .dataset import Item, ProbeDataset
 
 LAYOUT = ("<root>/songs_info.csv, <root>/static_annotations.csv (or in <root>/annotations/) and "
           "<root>/clips_45seconds/<song_id>.mp3")
@@ -27,7 +27,7 @@ def _artist_key(name: str) -> str:
     return " ".join(kept.split())
 
 
-def load_emomusic(root) -> TaskData:
+def load_emomusic(root) -> ProbeDataset:
     root = Path(root)
     info, static = _table(root, "songs_info.csv"), _table(root, "static_annotations.csv")
     items = []
@@ -39,4 +39,4 @@ def load_emomusic(root) -> TaskData:
         targets = [float(static[song]["mean_arousal"]), float(static[song]["mean_valence"])]
         items.append(Item(root / "clips_45seconds" / f"{song}.mp3", targets, split, song.zfill(4)))  # JukeMIR uid
     check_audio_exists(items, "emomusic", LAYOUT)
-    return TaskData("emomusic", "regression", items, output_names=["arousal", "valence"])
+    return ProbeDataset("emomusic", "regression", items, output_names=["arousal", "valence"])

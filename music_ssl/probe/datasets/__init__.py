@@ -1,7 +1,7 @@
-"""The task registry: name -> ``TaskSpec`` (type, loader of the dataset's official layout, pooling defaults).
+"""The task registry: name -> ``DatasetSpec`` (type, loader of the dataset's official layout, pooling defaults).
 
 Every loader takes the dataset root and options from the probe config's task entry and returns a
-``TaskData``; missing files raise one error naming the file and the layout expected. ``csv`` is the generic
+``ProbeDataset``; missing files raise one error naming the file and the layout expected. ``csv`` is the generic
 task for any user dataset (``path,label[,split]``, type chosen in the config). Pooling defaults: clip tasks
 average the whole clip (MTG-Jamendo: the mean of 30-s window means), Giantsteps and CSV key tasks make every
 30-s window an item (ensembled to songs), VocalSet every 3-s window, beat tasks use frames.
@@ -12,23 +12,23 @@ from functools import partial
 from pathlib import Path
 
 from ..errors import ProbeConfigError
-from . import csv_task, emomusic, giantsteps, gtzan, gtzan_rhythm, mtg_jamendo, mtt, nsynth, vocalset
-from .task import RULE_KEYS, Item, TaskData, TaskSpec
+from . import csv_dataset, emomusic, giantsteps, gtzan, gtzan_rhythm, mtg_jamendo, mtt, nsynth, vocalset
+from .dataset import RULE_KEYS, Item, ProbeDataset, DatasetSpec
 
-TASKS = {
-    "mtt_top50": TaskSpec("multilabel", mtt.load_mtt, mtt.LAYOUT),
-    "gtzan_genre": TaskSpec("multiclass", gtzan.load_gtzan, gtzan.LAYOUT),
-    "giantsteps_key": TaskSpec("key", giantsteps.load_giantsteps, giantsteps.LAYOUT, "window", 30.0, 30.0),
-    "emomusic": TaskSpec("regression", emomusic.load_emomusic, emomusic.LAYOUT),
-    "nsynth_instrument": TaskSpec("multiclass", nsynth.load_nsynth_instrument, nsynth.LAYOUT),
-    "nsynth_pitch": TaskSpec("multiclass", nsynth.load_nsynth_pitch, nsynth.LAYOUT),
-    "vocalset_technique": TaskSpec("multiclass", vocalset.load_vocalset_technique, vocalset.LAYOUT, "window", 3.0,
+DATASETS = {
+    "mtt_top50": DatasetSpec("multilabel", mtt.load_mtt, mtt.LAYOUT),
+    "gtzan_genre": DatasetSpec("multiclass", gtzan.load_gtzan, gtzan.LAYOUT),
+    "giantsteps_key": DatasetSpec("key", giantsteps.load_giantsteps, giantsteps.LAYOUT, "window", 30.0, 30.0),
+    "emomusic": DatasetSpec("regression", emomusic.load_emomusic, emomusic.LAYOUT),
+    "nsynth_instrument": DatasetSpec("multiclass", nsynth.load_nsynth_instrument, nsynth.LAYOUT),
+    "nsynth_pitch": DatasetSpec("multiclass", nsynth.load_nsynth_pitch, nsynth.LAYOUT),
+    "vocalset_technique": DatasetSpec("multiclass", vocalset.load_vocalset_technique, vocalset.LAYOUT, "window", 3.0,
                                    3.0),
-    "vocalset_singer": TaskSpec("multiclass", vocalset.load_vocalset_singer, vocalset.LAYOUT, "window", 3.0, 3.0),
-    "gtzan_beat": TaskSpec("beat", gtzan_rhythm.load_gtzan_rhythm, gtzan_rhythm.LAYOUT, "frames"),
-    **{f"mtg_{subset}": TaskSpec("multilabel", partial(mtg_jamendo.load_mtg_jamendo, subset=subset),
+    "vocalset_singer": DatasetSpec("multiclass", vocalset.load_vocalset_singer, vocalset.LAYOUT, "window", 3.0, 3.0),
+    "gtzan_beat": DatasetSpec("beat", gtzan_rhythm.load_gtzan_rhythm, gtzan_rhythm.LAYOUT, "frames"),
+    **{f"mtg_{subset}": DatasetSpec("multilabel", partial(mtg_jamendo.load_mtg_jamendo, subset=subset),
                                  mtg_jamendo.LAYOUT, "clip", 30.0, 30.0) for subset in mtg_jamendo.SUBSETS},
-    "csv": TaskSpec("(config)", csv_task.load_csv_task, csv_task.LAYOUT),
+    "csv": DatasetSpec("(config)", csv_dataset.load_csv_dataset, csv_dataset.LAYOUT),
 }
 CSV_POOLING = {  # CSV task type -> (pooling, window s, hop s); other types: clip pooling of the whole file
     "key": ("window", 30.0, 30.0),
@@ -36,10 +36,10 @@ CSV_POOLING = {  # CSV task type -> (pooling, window s, hop s); other types: cli
 }
 
 
-def get_task(name: str) -> TaskSpec:
-    if name not in TASKS:
-        raise ProbeConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}.")
-    return TASKS[name]
+def dataset_spec(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise ProbeConfigError(f"unknown task {name!r}; known tasks: {', '.join(sorted(DATASETS))}.")
+    return DATASETS[name]
 
 
 def _check_options(name: str, loader, options: dict) -> None:
@@ -51,8 +51,8 @@ def _check_options(name: str, loader, options: dict) -> None:
         raise ProbeConfigError(f"task {name}: unknown option(s) {unknown}; known: {sorted(known)}.")
 
 
-def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_seconds=None, aggregate=None,
-              beat_tolerance=None, beat_average=None, beat_neighbour_weight=None, **options) -> TaskData:
+def load_probe_dataset(name: str, root=None, pooling=None, window_seconds=None, hop_seconds=None, aggregate=None,
+              beat_tolerance=None, beat_average=None, beat_neighbour_weight=None, **options) -> ProbeDataset:
     """Load a registry task and apply pooling / scoring overrides; the result is validated (three non-empty
     splits).
 
@@ -60,9 +60,9 @@ def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_secon
         name: registry name. root: the dataset folder (registry tasks). options: loader options (``csv``:
             ``path``, ``type``, optional ``task_name``, ``classes``, ``output_names``).
         pooling / window_seconds / hop_seconds / aggregate / beat_tolerance / beat_average /
-            beat_neighbour_weight: override the task's defaults (see ``TaskData``).
+            beat_neighbour_weight: override the task's defaults (see ``ProbeDataset``).
     """
-    spec = get_task(name)
+    spec = dataset_spec(name)
     _check_options(name, spec.loader, options)
     if name == "csv":
         if not options.get("path"):
@@ -93,7 +93,7 @@ def load_task(name: str, root=None, pooling=None, window_seconds=None, hop_secon
 
 def task_type_of(entry: dict) -> str:
     """The task type a config entry will load (``csv``: its ``type`` option), before loading it."""
-    return entry.get("type", "multiclass") if entry["name"] == "csv" else get_task(entry["name"]).type
+    return entry.get("type", "multiclass") if entry["name"] == "csv" else dataset_spec(entry["name"]).type
 
 
-__all__ = ["TASKS", "get_task", "load_task", "task_type_of", "Item", "TaskData", "TaskSpec", "RULE_KEYS"]
+__all__ = ["DATASETS", "dataset_spec", "load_probe_dataset", "task_type_of", "Item", "ProbeDataset", "DatasetSpec", "RULE_KEYS"]

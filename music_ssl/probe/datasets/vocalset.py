@@ -14,9 +14,10 @@ Windows (3 s) of one recording never cross splits.
 """
 from pathlib import Path
 
+from ...core.fingerprint import stable_int
 from ..errors import MissingDataError
-from .common import count_skip, log_skips, require, stable_hash
-from .task import Item, TaskData
+from .common import count_skip, log_skips, require
+from .dataset import Item, ProbeDataset
 
 LAYOUT = "<root>/FULL/<singer>/<context>/<technique>/<file>.wav"
 TECHNIQUES = ["belt", "breathy", "inhaled", "lip_trill", "spoken", "straight", "trill", "trillo", "vibrato",
@@ -41,7 +42,7 @@ def _recordings(root: Path) -> list:
     return out
 
 
-def load_vocalset_technique(root) -> TaskData:
+def load_vocalset_technique(root) -> ProbeDataset:
     items, skipped = [], {}
     for path, singer, technique in _recordings(Path(root)):
         if technique not in TECHNIQUES:
@@ -50,12 +51,12 @@ def load_vocalset_technique(root) -> TaskData:
         split = "test" if singer in TEST_SINGERS else "valid" if singer in VALID_SINGERS else "train"
         items.append(Item(path, technique, split))
     log_skips("vocalset_technique", skipped)
-    return TaskData("vocalset_technique", "multiclass", items, classes=TECHNIQUES, skipped=skipped)
+    return ProbeDataset("vocalset_technique", "multiclass", items, classes=TECHNIQUES, skipped=skipped)
 
 
 def within_singer_splits(names: list) -> list:
     """One singer's recording names -> their splits, 12:8:5 in hash order (cumulative rounding)."""
-    order = sorted(range(len(names)), key=lambda i: (stable_hash(names[i]), names[i]))
+    order = sorted(range(len(names)), key=lambda i: (stable_int(names[i]), names[i]))
     total, bounds, seen = sum(n for _, n in SINGER_RATIOS), [], 0
     for split, n in SINGER_RATIOS:
         seen += n
@@ -66,7 +67,7 @@ def within_singer_splits(names: list) -> list:
     return out
 
 
-def load_vocalset_singer(root) -> TaskData:
+def load_vocalset_singer(root) -> ProbeDataset:
     by_singer: dict = {}
     for path, singer, _ in _recordings(Path(root)):
         by_singer.setdefault(singer, []).append(path)
@@ -74,4 +75,4 @@ def load_vocalset_singer(root) -> TaskData:
     for singer, paths in sorted(by_singer.items()):
         for path, split in zip(paths, within_singer_splits([str(p.relative_to(Path(root))) for p in paths])):
             items.append(Item(path, singer, split))
-    return TaskData("vocalset_singer", "multiclass", items, classes=SINGERS)
+    return ProbeDataset("vocalset_singer", "multiclass", items, classes=SINGERS)

@@ -9,13 +9,13 @@ import csv
 from pathlib import Path
 
 from .common import check_audio_exists, count_skip, log_skips, require
-from .task import Item, TaskData
+from .dataset import Item, ProbeDataset
 
 LAYOUT = "<root>/annotations_final.csv (tab-separated, clip_id, tags..., mp3_path) and <root>/<mp3_path> audio"
 SPLIT_OF_FOLDER = {**{c: "train" for c in "0123456789ab"}, "c": "valid", **{c: "test" for c in "def"}}
 
 
-def load_mtt(root, top: int = 50, audio_dir=None) -> TaskData:
+def load_mtt(root, top: int = 50, audio_dir=None) -> ProbeDataset:
     root = Path(root)
     table = require(root / "annotations_final.csv", "MagnaTagATune annotation table", LAYOUT)
     audio_dir = Path(audio_dir) if audio_dir else root
@@ -39,4 +39,4 @@ def load_mtt(root, top: int = 50, audio_dir=None) -> TaskData:
         items.append(Item(path, [t for t in top_tags if row[t].strip() == "1"], split, uid))
     check_audio_exists(items, "mtt_top50", LAYOUT)
     log_skips("mtt_top50", skipped)
-    return TaskData("mtt_top50", "multilabel", items, classes=top_tags, skipped=skipped)
+    return ProbeDataset("mtt_top50", "multilabel", items, classes=top_tags, skipped=skipped)

@@ -5,7 +5,7 @@ top-level ``config`` link to that folder. ``music-ssl-config-dir`` prints :data:
 """
 from pathlib import Path
 
-PLUGIN_DIR = Path(__file__).resolve().parent  # what fairseq's ``common.user_dir`` takes
+PLUGIN_DIR = Path(__file__).resolve().parent.parent  # what fairseq's ``common.user_dir`` takes
 CONFIG_DIR = PLUGIN_DIR / "config"  # pretrain/ (fairseq-hydra-train) and probe/ (music-ssl-probe)
 PRETRAIN_CONFIG_DIR = CONFIG_DIR / "pretrain"
 PROBE_CONFIG_DIR = CONFIG_DIR / "probe"

@@ -11,8 +11,9 @@ valid artist are valid (two hops).
 import csv
 from pathlib import Path
 
-from .common import check_audio_exists, checked_key, count_skip, log_skips, require, stable_hash
-from .task import Item, TaskData
+from ...core.fingerprint import stable_int
+from .common import check_audio_exists, checked_key, count_skip, log_skips, require
+from .dataset import Item, ProbeDataset
 
 LAYOUT = ("<root>/giantsteps-mtg-key-dataset/{annotations/annotations.txt, annotations/beatport_metadata.txt, "
           "audio/<ID>.LOFI.mp3} and <root>/giantsteps-key-dataset/{annotations/key/<ID>.LOFI.key, "
@@ -34,7 +35,7 @@ def _artists(text: str) -> list:
 def artist_splits(metadata: dict) -> dict:
     """artist -> "train"/"valid" (hash 100:16, then valid spreads to collaborators, two hops)."""
     table = ["train"] * 100 + ["valid"] * 16
-    split = {a: table[stable_hash(a.lower()) % len(table)] for row in metadata.values() for a in _artists(row["ARTIST"])}
+    split = {a: table[stable_int(a.lower()) % len(table)] for row in metadata.values() for a in _artists(row["ARTIST"])}
     for _ in range(2):
         for row in metadata.values():
             names = _artists(row["ARTIST"])
@@ -77,11 +78,11 @@ def jukemir_uid(track: str) -> str:
     return track.zfill(7) if track.isdigit() else track
 
 
-def load_giantsteps(root, mtg_dir=None, test_dir=None) -> TaskData:
+def load_giantsteps(root, mtg_dir=None, test_dir=None) -> ProbeDataset:
     root = Path(root)
     skipped: dict = {}
     items = _mtg_items(Path(mtg_dir or root / "giantsteps-mtg-key-dataset"), skipped)
     items += _test_items(Path(test_dir or root / "giantsteps-key-dataset"))
     check_audio_exists(items, "giantsteps_key", LAYOUT)
     log_skips("giantsteps_key", skipped)
-    return TaskData("giantsteps_key", "key", items, skipped=skipped)
+    return ProbeDataset("giantsteps_key", "key", items, skipped=skipped)

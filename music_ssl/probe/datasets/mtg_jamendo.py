@@ -8,7 +8,7 @@ tag per column) and the audio under ``audio_dir`` (default ``<root>/audio``) at 
 from pathlib import Path
 
 from .common import check_audio_exists, require
-from .task import Item, TaskData
+from .dataset import Item, ProbeDataset
 
 LAYOUT = ("<root>/data/splits/split-0/autotagging_<subset>-{train,validation,test}.tsv and audio at "
           "<audio_dir>/<PATH>")
@@ -21,7 +21,7 @@ def _rows(path: Path) -> list:
 
 
 def load_mtg_jamendo(root, subset: str = "top50", audio_dir=None, audio_suffix=None,
-                     split_index: int = 0) -> TaskData:
+                     split_index: int = 0) -> ProbeDataset:
     root = Path(root)
     audio_dir = Path(audio_dir) if audio_dir else root / "audio"
     folder = root / "data" / "splits" / f"split-{split_index}"
@@ -39,4 +39,4 @@ def load_mtg_jamendo(root, subset: str = "top50", audio_dir=None, audio_suffix=N
     for item in items:
         item.label = [t for t in item.label if t in classes]
     skipped = {"tags absent from train (dropped from labels)": len(extra)} if extra else {}
-    return TaskData(name, "multilabel", items, classes=classes, skipped=skipped)
+    return ProbeDataset(name, "multilabel", items, classes=classes, skipped=skipped)

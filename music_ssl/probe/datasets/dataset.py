@@ -1,9 +1,9 @@
 """What a loaded probing task is: labelled audio items with splits, plus how to pool their features."""
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from ...core.fingerprint import data_sha256
 from ..errors import ProbeDataError
 
 SPLITS = ("train", "valid", "test")
@@ -32,7 +32,7 @@ class Item:
 
 
 @dataclass
-class TaskData:
+class ProbeDataset:
     """A task as loaded from disk.
 
     Attributes:
@@ -97,7 +97,7 @@ class TaskData:
         out = {}
         for split in SPLITS:
             lines = sorted(f"{item.path}\t{_label_text(item.label)}" for item in self.split_items(split))
-            out[split] = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+            out[split] = data_sha256("\n".join(lines))
         return out
 
 
@@ -110,12 +110,12 @@ def _label_text(label) -> str:
 
 
 @dataclass
-class TaskSpec:
+class DatasetSpec:
     """A registry entry: how to load one task from its dataset's official on-disk layout.
 
     Attributes:
         type: task type name (multiclass, multilabel, regression, key, beat).
-        loader: ``loader(root: Path, **options) -> TaskData``.
+        loader: ``loader(root: Path, **options) -> ProbeDataset``.
         layout: one line describing the expected on-disk layout (shown in errors and ``--list-tasks``).
         pooling / window_seconds / hop_seconds: defaults (overridable per task in the probe config).
     """

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..beat import read_beats
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
 from .common import check_audio_exists, checked_key, parse_float, ratio_split
-from .task import Item, TaskData
+from .dataset import Item, ProbeDataset
 
 logger = logging.getLogger(__name__)
 LAYOUT = "a CSV with header path,label[,split]; paths relative to the CSV's folder"
@@ -34,8 +34,8 @@ def _label(raw: str, task_type: str, folder: Path, where: str):
     return raw
 
 
-def load_csv_task(path, type: str = "multiclass", task_name: str = None, classes=None,
-                  output_names=None) -> TaskData:
+def load_csv_dataset(path, type: str = "multiclass", task_name: str = None, classes=None,
+                  output_names=None) -> ProbeDataset:
     """Load a generic CSV task.
 
     Args:
@@ -66,5 +66,5 @@ def load_csv_task(path, type: str = "multiclass", task_name: str = None, classes
         classes = sorted(set(labels))
     if type == "regression" and output_names is None:
         output_names = [f"y{k}" for k in range(len(items[0].label))]
-    return TaskData(task_name or path.stem, type, items, classes=list(classes) if classes else None,
+    return ProbeDataset(task_name or path.stem, type, items, classes=list(classes) if classes else None,
                     output_names=list(output_names) if output_names else None)

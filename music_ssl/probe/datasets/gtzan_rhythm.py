@@ -9,7 +9,7 @@ from pathlib import Path
 from ..beat import read_beats
 from ..errors import MissingDataError
 from .gtzan import gtzan_audio_dir, gtzan_split_entries, resolve_clip
-from .task import Item, TaskData
+from .dataset import Item, ProbeDataset
 
 LAYOUT = ("GTZAN layout (see gtzan_genre) plus <root>/annotations/<stem>.beats | <stem>.wav.jams | <stem>.jams")
 
@@ -22,7 +22,7 @@ def _annotation(folder: Path, clip: Path) -> Path:
                            f"{clip.name}. Expected layout: {LAYOUT}")
 
 
-def load_gtzan_rhythm(root, annotations_dir=None, audio_dir=None) -> TaskData:
+def load_gtzan_rhythm(root, annotations_dir=None, audio_dir=None) -> ProbeDataset:
     root = Path(root)
     folder = Path(annotations_dir) if annotations_dir else root / "annotations"
     if not folder.is_dir():
@@ -32,4 +32,4 @@ def load_gtzan_rhythm(root, annotations_dir=None, audio_dir=None) -> TaskData:
     for split, entry in gtzan_split_entries(root):
         clip = resolve_clip(audio, entry)
         items.append(Item(clip, read_beats(_annotation(folder, clip)), split))
-    return TaskData("gtzan_beat", "beat", items)
+    return ProbeDataset("gtzan_beat", "beat", items)

@@ -25,9 +25,9 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from ..data.atomic import atomic_path, file_mode
+from ..core.atomic import atomic_path, file_mode
 from .errors import LabelPrepError
-from ..device import resolve_device
+from ..core.device import resolve_device
 from .kmeans import nearest
 
 FORMAT = "music-ssl-kmeans/1"

@@ -4,12 +4,12 @@ Expected layout: ``<root>/genres/<genre>/<genre>.000NN.(wav|au)`` (``genres_orig
 the split lists ``<root>/{train,valid,test}_filtered.txt`` with lines like ``blues/blues.00029.wav``
 (443 / 197 / 290 clips; as distributed with the jongpillee/music_dataset_split and MARBLE repositories).
 """
-import hashlib
 from pathlib import Path
 
+from ...core.fingerprint import data_sha256
 from ..errors import MissingDataError
 from .common import read_list, require
-from .task import Item, TaskData
+from .dataset import Item, ProbeDataset
 
 GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 LAYOUT = ("<root>/genres/<genre>/<genre>.000NN.wav|.au and fault-filtered split lists "
@@ -50,13 +50,13 @@ def gtzan_split_entries(root: Path) -> list:
 
 def jukemir_uid(entry: str) -> str:
     """JukeMIR's uid of a GTZAN clip: sha256 hex digest of its stem (``blues.00029``)."""
-    return hashlib.sha256(Path(entry).stem.encode("utf-8")).hexdigest()
+    return data_sha256(Path(entry).stem)
 
 
-def load_gtzan(root, audio_dir=None) -> TaskData:
+def load_gtzan(root, audio_dir=None) -> ProbeDataset:
     root = Path(root)
     folder = gtzan_audio_dir(root, audio_dir)
     items = [Item(resolve_clip(folder, entry), entry.split("/")[0] if "/" in entry else entry.split(".")[0], split,
                   jukemir_uid(entry))
              for split, entry in gtzan_split_entries(root)]
-    return TaskData("gtzan_genre", "multiclass", items, classes=GENRES)
+    return ProbeDataset("gtzan_genre", "multiclass", items, classes=GENRES)

@@ -1,8 +1,8 @@
 """Helpers shared by the dataset loaders: required files, deterministic splits, missing-audio checks."""
-import hashlib
 import logging
 from pathlib import Path
 
+from ...core.fingerprint import stable_int
 from ..errors import MissingDataError, ProbeDataError
 
 logger = logging.getLogger(__name__)
@@ -15,15 +15,10 @@ def require(path: Path, what: str, layout: str) -> Path:
     return Path(path)
 
 
-def stable_hash(text: str) -> int:
-    """A process-independent integer hash of a string (sha1), for deterministic splits."""
-    return int(hashlib.sha1(text.encode("utf-8")).hexdigest(), 16)
-
-
 def ratio_split(key: str, ratios: dict) -> str:
     """Deterministic split of ``key`` by its hash, e.g. ratios={"train": 8, "valid": 1, "test": 1}."""
     table = [name for name, count in ratios.items() for _ in range(count)]
-    return table[stable_hash(key) % len(table)]
+    return table[stable_int(key) % len(table)]
 
 
 def check_audio_exists(items: list, task: str, layout: str) -> None:
