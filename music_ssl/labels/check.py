@@ -11,7 +11,7 @@ in the HuBERT paper, with classes instead of phones).
 import csv
 import logging
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Tuple
 
@@ -54,9 +54,6 @@ class ClusterReport:
             out.append(f"{self.split}: purity {self.purity:.3f}, PNMI {self.pnmi:.3f} against {len(self.classes)} "
                        f"classes ({self.labelled_rows} rows labelled, {self.unlabelled_rows} not in the reference)")
         return out
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def reference_key(relpath: str) -> str:

@@ -14,12 +14,14 @@ Every stage skips outputs already complete for the same inputs and settings, so 
 import gc
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
 import torch
 
 from ..core.atomic import write_text_atomic
+from ..core.device import resolve_device
 from ..data.audio import SAMPLE_RATE
 from ..data.manifest import read_manifest
 from .apply import apply_stage, check_splits_agree, merge_stage, write_dictionary
@@ -27,7 +29,6 @@ from .check import ClusterReport, check_stage
 from .features import dump_features, make_extractor
 from .fit import fit_stage
 from .settings import FeatureSettings, LabelSettings
-from ..core.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def run_all(tsv_dir, out_dir, settings: Optional[LabelSettings] = None) -> Dict[
     c = s.check
     reports = {split: check_stage(tsv_dir, out_dir, split, model.frame_rate, SAMPLE_RATE, c.tolerance, c.reference,
                                   c.reference_column) for split in s.splits}
-    write_text_atomic(out_dir / "report.json", json.dumps({split: r.to_dict() for split, r in reports.items()}, indent=1))
+    write_text_atomic(out_dir / "report.json", json.dumps({split: asdict(r) for split, r in reports.items()}, indent=1))
     logger.info("labels ready in %s: %s, dict.km.txt (k=%d, label_rate %g Hz)", out_dir,
                 ", ".join(f"{split}.km" for split in s.splits), model.k, model.frame_rate)
     return reports
