@@ -5,7 +5,7 @@ PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
 .PHONY: env test demo wheelhouse
-env:  ## create or reuse the pinned virtual environment; its directory is the last line printed
+env:  ## create or reuse this checkout's venv (<clone>/.venv over the shared pinned stack); its directory is the last line printed
 	@bash $(ENV_SCRIPT)
 
 test:  ## set up, then run the whole test suite (slow tests included)

@@ -37,6 +37,7 @@ setup(
             "music-ssl-demo=music_ssl.cli.demo:cli",
             "music-ssl-make-corpus=music_ssl.cli.make_corpus:cli",
             "music-ssl-config-dir=music_ssl.cli.config_dir:cli",
+            "music-ssl-train=music_ssl.cli.train:cli",
         ]
     },
     package_data={"music_ssl.config": ["**/*.yaml"],  # the shipped hydra configs (music-ssl-config-dir)

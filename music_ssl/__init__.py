@@ -7,7 +7,9 @@ Importing this package also
 
 * registers fairseq's ``data2vec_audio`` model (it lives in ``fairseq.examples`` and is not a core model),
 * allows fairseq's ``Dictionary`` in ``torch.load(weights_only=True)`` (HuBERT checkpoints pickle it), so
-  checkpoints load with the safe unpickler on; ``weights_only`` is never turned off.
+  checkpoints load with the safe unpickler on; ``weights_only`` is never turned off,
+* installs its overrides of fairseq (``fairseq_patches``) and the ones that end a training run on an expected
+  error with one ``error: …`` line (``run_errors``).
 """
 import importlib
 import logging
@@ -19,6 +21,7 @@ from fairseq.data.dictionary import Dictionary
 import fairseq.examples.data2vec.models.data2vec_audio  # noqa: F401  (registers "data2vec_audio")
 
 from . import fairseq_patches  # noqa: F401,E402  (atomic checkpoint copies, one music_ssl as user_dir)
+from . import run_errors  # noqa: F401,E402  (an expected error ends a training run as one line)
 from .core.version import __version__  # noqa: F401
 
 logger = logging.getLogger(__name__)

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from .core.conv import conv_frames, conv_geometry, conv_layers
 from .core.device import resolve_device
 from .core.errors import CheckpointError, one_line
+from .core.file_kind import describe_file
 from .core.fingerprint import file_sha256
 from .models.hidden_states import extract_cnn_features, extract_hidden_states
 
@@ -72,10 +73,13 @@ def read_fairseq_state(path: Path) -> dict:
     if not path.is_file():
         raise CheckpointNotFoundError(f"{path}: checkpoint not found; train one with fairseq-hydra-train "
                                       f"(checkpoints/checkpoint_best.pt) or fix the path.")
+    what = describe_file(path)  # a k-means model, .npy features, audio: say so, before torch's unpickler does
+    if what:
+        raise CheckpointError(f"{path}: {what}, not a fairseq checkpoint; {CHECKPOINT_FIX}.")
     try:
         state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
     except Exception as err:  # unpickling, truncation, not a checkpoint at all
-        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({one_line(err)}); "
+        raise CheckpointError(f"{path}: cannot be read as a fairseq checkpoint ({unpickling_reason(err)}); "
                               f"{CHECKPOINT_FIX}.") from err
     cfg = state.get("cfg") if isinstance(state, dict) else None
     if cfg is None or cfg.get("model") is None or cfg.get("task") is None or not isinstance(state.get("model"), dict):
@@ -87,6 +91,17 @@ def read_fairseq_state(path: Path) -> dict:
             raise CheckpointError(f"{path}: {kind} '{name}' is not registered; import the plugin that defines it "
                                   f"(music_ssl registers music2vec and music_hubert) or {CHECKPOINT_FIX}.")
     return state
+
+
+def unpickling_reason(err: BaseException) -> str:
+    """``err`` on one line; torch's weights-only refusal cut to its reason (its advice to load with
+    ``weights_only=False`` is dropped: we keep the safe unpickler on purpose, as unpickling other objects runs code)."""
+    text = str(err)
+    if "Weights only load failed" not in text or "WeightsUnpickler error:" not in text:
+        return one_line(err)
+    after = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation of torch.load")[0]
+    reason = " ".join(after.split()).split(" was not an allowed global")[0].rstrip(" .")
+    return f"the safe unpickler (weights_only=True, kept on purpose) refused it: {reason or type(err).__name__}"
 
 
 class FrozenEncoder:

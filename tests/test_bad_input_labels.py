@@ -146,6 +146,18 @@ def test_bad_label_file_missing_or_line_count(tmp_path):
         check_label_alignment(str(tsv), str(km), 100, SAMPLE_RATE)
 
 
+def test_bad_label_file_with_a_trailing_blank_line_is_named_so(tmp_path, monkeypatch, capsys):
+    tsv, km = write_split(tmp_path, [1.0, 1.0], [100, 100])
+    km.write_text(km.read_text() + "\n")  # an editor's extra newline: a blank third line
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "check", tmp_path, tmp_path,
+                     "--splits", "train", "--label-rate", "100")
+    assert line == (f"error: {km}: ends with 1 blank line(s) after its 2 label lines (one per row of {tsv}); "
+                    f"delete the trailing blank line(s).")
+    km.write_text(km.read_text().rstrip("\n") + "\n3 3\n")  # a third line that holds labels: not a blank line
+    with pytest.raises(LabelAlignmentError, match="3 label lines for 2 rows"):
+        check_label_alignment(str(tsv), str(km), 100, SAMPLE_RATE)
+
+
 def test_bad_labels_check_cli_prints_one_line(tmp_path, monkeypatch, capsys):
     tsv, km = write_split(tmp_path, [1.0] * 300, [100] * 300)
     lines = km.read_text().splitlines()
@@ -283,6 +295,69 @@ def test_bad_folder_targets_and_odd_names_in_temporary_cleanup(tmp_path):
     assert remove_stale_temporaries(tmp_path / "export") == [folder] and not folder.exists()
 
 
+# --- NaN/Inf: refused at the feature dump, the fit and apply, never labelled 0 (#20) ---------------------------
+
+
+def add_row(corpus, name: str, audio: np.ndarray, subtype: str = "FLOAT"):
+    """Append a row for a new float WAV ``name`` to train.tsv of ``corpus``; returns the file."""
+    path = corpus.parent / "audio" / name
+    sf.write(path, audio, SAMPLE_RATE, subtype=subtype)
+    tsv = corpus / "train.tsv"
+    tsv.write_text(tsv.read_text() + f"{name}\t{len(audio)}\n")
+    return path
+
+
+def kmeans_all(monkeypatch, capsys, corpus, out) -> str:
+    return cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "all", corpus, out,
+                     "--n-clusters", 4, "--percent", 1.0, "--device", "cpu")
+
+
+def test_bad_nan_samples_stop_kmeans_all_naming_the_file(corpus, tmp_path, monkeypatch, capsys):
+    """Before: 'inertia nan', exit 0, every frame of every file labelled 0."""
+    audio = synth_clip(1.0, seed=7)
+    audio[8000:8100] = np.nan
+    nan = add_row(corpus, "nan.wav", audio)
+    line = kmeans_all(monkeypatch, capsys, corpus, tmp_path / "km")
+    assert line.startswith(f"error: {nan}: holds 100 non-finite samples (NaN/Inf), the first at sample 8000 "
+                           f"(0.500 s); repair or replace the file, or leave its row out: `music-ssl-manifest audit")
+    assert not (tmp_path / "km" / "train.km").exists() and not (tmp_path / "km" / "kmeans.safetensors").exists()
+
+
+def test_bad_features_that_overflow_stop_kmeans_all_naming_the_row(corpus, tmp_path, monkeypatch, capsys):
+    """Finite float samples of 1e20 give Inf/NaN MFCCs: refused at the dump, naming manifest line and file."""
+    huge = add_row(corpus, "huge.wav", synth_clip(1.0, seed=8) * 1e20)
+    line = kmeans_all(monkeypatch, capsys, corpus, tmp_path / "km")
+    assert line.startswith(f"error: {corpus / 'train.tsv'}:6: {huge}: ") and "feature frames hold NaN/Inf" in line
+    assert not (tmp_path / "km" / "train.km").exists()
+
+
+def test_bad_nan_or_huge_features_in_a_shard_are_refused_by_fit_and_apply(corpus, tmp_path, monkeypatch, capsys):
+    """Shards written before NaN/Inf were refused: fit refuses NaN frames and a non-finite inertia, apply refuses
+    NaN rows, instead of saving a NaN model or labelling every frame 0."""
+    from music_ssl.labels import run_all
+
+    out = tmp_path / "km"
+    run_all(corpus, out, LabelSettings.from_flat(n_clusters=4, percent=1.0, device="cpu"))
+    shard = np.load(out / "feat" / "train_0_1.npy", mmap_mode="r+")  # (frames, 39)
+    clean = np.array(shard)
+    fit = ("music-ssl-kmeans", "fit", out / "feat", "train", 1, tmp_path / "refit.safetensors", "--n-clusters", 4,
+           "--percent", 1.0, "--device", "cpu")
+    shard[150, 3] = np.nan  # row 1 (clip1) starts at frame 58
+    shard.flush()
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, *fit)
+    assert f"error: {out / 'feat'}: 1 of the {len(shard)} train frames sampled for k-means hold NaN/Inf" in line
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "apply", out / "feat", "train",
+                     out / "kmeans.safetensors", 1, 0, tmp_path / "lab", "--device", "cpu")
+    assert line.startswith(f"error: {out / 'feat' / 'train_0_1.npy'}: its row 1 holds NaN/Inf features")
+    assert not (tmp_path / "lab" / "train_0_1.km").exists()
+    shard[:] = clean
+    shard[150] = 1e30  # finite, but its squared distances overflow
+    shard.flush()
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, *fit)
+    assert "gave a non-finite inertia" in line and "nothing was saved" in line
+    assert not (tmp_path / "refit.safetensors").exists()
+
+
 # --- k-means sample size ---------------------------------------------------------------------------------------
 
 
@@ -411,3 +486,36 @@ def test_bad_input_errors_all_derive_from_the_area_roots():
                 found.append(cls)
                 assert issubclass(cls, MusicSSLError), f"{info.name}.{name} does not derive from MusicSSLError"
     assert sum(issubclass(c, roots) for c in found) >= 8, found
+
+
+# --- labels bound to the manifest they were made from ----------------------------------------------------------
+
+
+def test_bad_labels_of_a_remade_manifest_are_refused_by_check_and_training(tmp_path, monkeypatch, capsys):
+    """A manifest re-made with another --seed (same row counts, clips all 1 s) puts other clips on the rows: the
+    labels' record (manifest fingerprint) tells, so `music-ssl-kmeans check` and the training task refuse them."""
+    from music_ssl.data.manifest import read_manifest
+    from music_ssl.data.manifest_builder import build_manifests
+    from music_ssl.labels import LabelSettings, run_all
+    from music_ssl.tasks.music_hubert_pretraining import MusicHubertPretrainingConfig, MusicHubertPretrainingTask
+
+    audio, data, km = tmp_path / "audio", tmp_path / "data", tmp_path / "data" / "km"
+    for i in range(12):
+        (audio / f"c{i:02d}.wav").parent.mkdir(parents=True, exist_ok=True)
+        sf.write(audio / f"c{i:02d}.wav", synth_clip(1.0, seed=i), SAMPLE_RATE)
+    build_manifests(audio, data, 0.25, 0)
+    run_all(data, km, LabelSettings.from_flat(n_clusters=4, percent=1.0, device="cpu"))
+    before = read_manifest(data / "train.tsv")
+    build_manifests(audio, data, 0.25, 1)  # what `music-ssl-manifest AUDIO --dest DATA --seed 1` writes
+    after = read_manifest(data / "train.tsv")
+    assert len(after) == len(before) and after.relpaths != before.relpaths  # same shape, other clips on the rows
+
+    line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "check", data, km)
+    assert line.startswith(f"error: {km / 'train.km'}: made from other rows than {data / 'train.tsv'}")
+    assert "music-ssl-kmeans all" in line
+    task = MusicHubertPretrainingTask.setup_task(MusicHubertPretrainingConfig(data=str(data), label_dir=str(km),
+                                                                              labels=["km"]))
+    with pytest.raises(LabelError, match="made from other rows than"):
+        task.load_dataset("train")
+    build_manifests(audio, data, 0.25, 0)  # the manifest the labels were made from: accepted again
+    assert kmeans_labels.check(data, km, splits=["train", "valid"])["train"].rows == len(before)

@@ -89,6 +89,7 @@ def tiny_config(model: str, data, stock: bool, task: dict = (), model_overrides:
     """The shipped tiny YAML of ``model`` as a plain dict, shrunk; ``stock`` swaps in fairseq's names and drops our
     task fields (our arm gets ``max_sample_size`` instead of ``crop_seconds`` unless ``task`` sets it)."""
     cfg = OmegaConf.to_container(OmegaConf.load(REPO / "config" / "pretrain" / f"{model}_tiny.yaml"))
+    cfg.pop("hydra", None)  # hydra's own node (its callbacks), which hydra removes before fairseq sees the config
     cfg["common"].update(cpu=True, seed=1, log_format="none")
     cfg["task"].update(data=str(data), crop_seconds=None, max_sample_size=CROP)
     cfg["dataset"].update(max_tokens=CROP * CLIPS_PER_BATCH, batch_size=CLIPS_PER_BATCH)

@@ -20,6 +20,7 @@ ALLOWED = {
     "errors": {"core"},  # public names of the core error tree and device resolver
     "device": {"core"},
     "fairseq_patches": {"core"},
+    "run_errors": {"core"},  # how a training run ends on an expected error (fairseq/hydra overrides)
     "data": {"core"},
     "models": {"core"},
     "checkpoint": {"core", "models"},

@@ -7,7 +7,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tarfile
 from argparse import Namespace
 from concurrent.futures import ThreadPoolExecutor
@@ -40,8 +39,14 @@ def copy_checkout(dest: Path) -> Path:
     return dest
 
 
+def pinned_stack_purelib() -> Path:
+    """The site-packages holding the pinned stack (torch, fairseq, ...): the shared venv's, also when the tests run
+    in a checkout venv of tools/make_env.sh (whose own site-packages holds only this checkout's music_ssl)."""
+    return Path(torch.__file__).parents[1]
+
+
 def venv_reusing_pinned_stack(venv: Path) -> Path:
-    """A fresh venv of the same base interpreter whose site-packages falls back on this (pinned) venv's, offline.
+    """A fresh venv of the same base interpreter whose site-packages falls back on the pinned stack's, offline.
 
     The .pth holds a plain path: the pinned venv's own .pth files (its editable install of the checkout) are not
     processed, so ``music_ssl`` resolves only to what is installed into the new venv. fairseq-fixed's console
@@ -50,7 +55,7 @@ def venv_reusing_pinned_stack(venv: Path) -> Path:
     run([sys._base_executable, "-m", "venv", "--without-pip", str(venv)], cwd=venv.parent)
     purelib = Path(run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                        cwd=venv.parent).stdout.strip())
-    (purelib / "_pinned_stack.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (purelib / "_pinned_stack.pth").write_text(f"{pinned_stack_purelib()}\n")
     launcher = venv / "bin" / "fairseq-hydra-train"
     launcher.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom fairseq_cli.hydra_train import cli_main\n"
                         "sys.exit(cli_main())\n")
@@ -128,7 +133,8 @@ def test_wheel_in_a_fresh_venv_runs_the_pipeline_from_an_empty_folder(tmp_path):
         return run(["bash", "-c", command], cwd=work, env=env).stdout
 
     scripts = console_scripts(purelib / "music_ssl-0.1.0.dist-info")
-    assert {"music-ssl-manifest", "music-ssl-kmeans", "music-ssl-probe", "music-ssl-config-dir"} <= set(scripts)
+    assert {"music-ssl-manifest", "music-ssl-kmeans", "music-ssl-probe", "music-ssl-config-dir",
+            "music-ssl-train"} <= set(scripts)
     with ThreadPoolExecutor(2) as pool:
         helps = dict(zip(scripts, pool.map(lambda s: sh(f"{s} --help"), scripts)))
     assert all(text.startswith("usage: ") for text in helps.values()), helps

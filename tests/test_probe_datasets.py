@@ -258,8 +258,9 @@ def test_csv_bad_inputs_fail_with_one_clear_line(tmp_path):
         load_probe_dataset("csv", path=str(write_csv(tmp_path, ["a.wav,x"], header="file,y")))
     with pytest.raises(MissingDataError, match=r"missing\.wav: audio missing for 1 of 2 items"):
         load_probe_dataset("csv", path=str(write_csv(tmp_path, ["a.wav,x,train", "missing.wav,y,test"])))
+    touch_audio(tmp_path / "b.wav")
     with pytest.raises(ProbeDataError, match="the valid split is empty"):
-        load_probe_dataset("csv", path=str(write_csv(tmp_path, ["a.wav,x,train", "a.wav,y,test"])))
+        load_probe_dataset("csv", path=str(write_csv(tmp_path, ["a.wav,x,train", "b.wav,x,test"])))
     with pytest.raises(ProbeConfigError, match="type 'ranking' is not one of"):
         load_probe_dataset("csv", path=str(write_csv(tmp_path, ["a.wav,x,train"])), type="ranking")
     with pytest.raises(ProbeDataError, match=r"task\.csv:2: expected a number, got 'loud'"):

@@ -174,3 +174,104 @@ def test_unreadable_checkpoint_is_one_clear_line(tmp_path):
     source = build_source("checkpoint", tmp_path / "bad.pt", device="cpu")
     with pytest.raises(ProbeDataError, match=r"bad\.pt: cannot be read as a fairseq checkpoint"):
         source.extract(write_clips(tmp_path, 1, 0.5), "clip", None, None)
+
+
+# --- NaN/Inf and lying lengths stop the probe, naming the file (#20) ----------------------------------------------
+
+
+def probe_error(monkeypatch, capsys, tmp_path, bad_path, *overrides) -> str:
+    """The one ``error:`` line of ``music-ssl-probe`` (demo config, MFCC baseline) on a 10-clip CSV task whose
+    fourth clip is ``bad_path``; asserts no results were written."""
+    import soundfile as sf
+    from test_bad_input_labels import cli_error
+
+    from music_ssl.cli.probe import cli
+
+    paths = write_clips(tmp_path / "audio", 10, 0.5)
+    if bad_path != paths[3]:
+        paths[3].unlink()
+        paths[3] = bad_path
+    split = ["train", "train", "train", "valid", "test"]
+    csv = tmp_path / "task.csv"
+    csv.write_text("path,label,split\n" + "".join(f"{p},{i % 2},{split[i % 5]}\n" for i, p in enumerate(paths)))
+    assert all(sf.info(p).frames for p in paths)  # every header looks fine
+    line = cli_error(monkeypatch, capsys, cli, "music-ssl-probe", "--config-name", "demo", f"data_root={tmp_path}",
+                     f"tasks=[{{name:csv,path:'{csv}',type:multiclass}}]", "protocol.seeds=[0]",
+                     "protocol.train.max_epochs=2", "device=cpu", "progress=false", f"out_dir={tmp_path / 'out'}",
+                     f"cache_dir={tmp_path / 'cache'}", *overrides)
+    assert not (tmp_path / "out" / "results.json").exists()
+    return line
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "cut_wav", "lying_mp3"])
+def test_bad_audio_stops_the_probe_naming_the_file(tmp_path, monkeypatch, capsys, bad):
+    """Before: one NaN sample sent every layer to chance with exit 0; a cut WAV or mp3 was probed as it decoded."""
+    import soundfile as sf
+    from conftest import synth_clip
+
+    audio = synth_clip(0.5, seed=3)
+    path = tmp_path / "audio" / f"{bad}.{'mp3' if bad.endswith('mp3') else 'wav'}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if bad in ("nan", "inf"):
+        audio[4000] = np.nan if bad == "nan" else -np.inf
+        sf.write(path, audio, 16000, subtype="FLOAT")
+    else:
+        sf.write(path, np.tile(audio, 4), 16000)  # 2 s, then cut to half its bytes: the header declares all 2 s
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+    line = probe_error(monkeypatch, capsys, tmp_path, path)
+    words = {"nan": "holds 1 non-finite samples (NaN/Inf), the first at sample 4000 (0.250 s)",
+             "inf": "holds 1 non-finite samples (NaN/Inf), the first at sample 4000 (0.250 s)",
+             "cut_wav": "truncated: holds 15989 of the 32000 samples its WAV header declares",
+             "lying_mp3": "truncated: decodes to "}[bad]
+    assert line.startswith(f"error: {path}: {words}"), line
+
+
+def test_bad_nan_jukebox_features_stop_the_probe_naming_the_npy(tmp_path, monkeypatch, capsys):
+    paths = write_clips(tmp_path / "audio", 10, 0.5)
+    features = tmp_path / "jukebox"
+    features.mkdir()
+    for i, path in enumerate(paths):
+        vector = np.random.default_rng(i).standard_normal(16).astype(np.float32)
+        vector[5] = np.nan if i == 3 else vector[5]
+        np.save(features / f"{path.stem}.npy", vector)
+    line = probe_error(monkeypatch, capsys, tmp_path, paths[3], "source.kind=jukebox", f"source.path={features}",
+                       "source.dim=16")
+    assert line == (f"error: {features / 'clip003.npy'}: 1 of its 16 feature values are NaN/Inf (one such clip "
+                    f"sends every probe to chance); re-extract this clip's features.")
+
+
+class NanSource(CountingSource):
+    """Features that are NaN in one layer of the second file (a checkpoint with NaN weights, an fp16 overflow)."""
+    kind = "nan"
+
+    def extract(self, paths, pooling, window, hop):
+        arrays, names, rate = super().extract(paths, pooling, window, hop)
+        arrays[1][0, 1, 0] = np.nan
+        return arrays, names, rate
+
+
+def test_bad_nan_features_of_any_source_or_old_cache_entry_are_refused_naming_the_file(tmp_path, capsys):
+    paths = write_clips(tmp_path / "audio", 3, 0.2)
+    handlers, level = logging.root.handlers[:], logging.root.level
+    try:
+        with pytest.raises(SystemExit) as exit_info:  # the probe CLI's wrapper around its library call
+            run_main(load_features, dict(source=NanSource(), paths=paths, pooling="clip", cache_dir=tmp_path / "c"))
+    finally:
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert exit_info.value.code == 1 and err == [
+        f"error: {paths[1]}: its nan features hold NaN/Inf in 1 of 1 frames/windows (b), computed from finite input "
+        f"(audio samples are checked when read): check the checkpoint (NaN/Inf weights?) or drop the file."]
+    assert not list((tmp_path / "c").rglob("*.npz"))  # nothing cached
+    # an entry cached before NaN/Inf were refused is refused on a hit, too
+    monkey = CountingSource()
+    load_features(monkey, paths, "clip", None, None, tmp_path / "c")
+    entry = next((tmp_path / "c").rglob("*.npz"))
+    with np.load(entry) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    arrays["data"][2, 0, 1] = np.inf
+    cache._write_atomic(entry, **arrays)
+    with pytest.raises(ProbeDataError, match=rf"{paths[2]}: its counting features hold NaN/Inf in 1 of 1 "):
+        load_features(monkey, paths, "clip", None, None, tmp_path / "c")
+    assert monkey.calls == 1  # the hit was refused, not recomputed

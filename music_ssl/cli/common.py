@@ -35,7 +35,7 @@ def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...]
     (bad input: its message names the file and the fix) is written as one ``error: …`` line on stderr and exits 1.
     Anything else keeps its traceback (a bug)."""
     setup_logging()
-    from music_ssl.core.errors import MusicSSLError
+    from music_ssl.core.errors import MusicSSLError, exit_with_error_line
 
     try:
         return main(**args)
@@ -46,8 +46,7 @@ def run_main(main: Callable, args: dict, errors: Tuple[Type[BaseException], ...]
             if cause and cause[0] not in message:
                 message = f"{message}: {cause[0]}"
             message = single_line(message)
-        sys.stderr.write(f"error: {message}\n")
-        sys.exit(1)
+        exit_with_error_line(message)
 
 
 def single_line(text: str) -> str:

@@ -9,7 +9,9 @@ Without ``--convert-dir`` files are listed as they are: each is decoded to the e
 16 kHz mono (stereo included), do not decode to the end, are not audio, or are shorter than ``--min-seconds``
 (default 1 s) are skipped; with it every track is converted once to 16 kHz mono FLAC (stereo downmixed, cut into
 ``--segment-seconds`` clips if given) so training never decodes mp3 or resamples on the fly. Tracks, not clips, are
-split into train/valid. Skipped files are reported one line each and counted, fatal only with ``--strict``.
+split into train/valid (a split without rows is not written). Files whose names a manifest cannot hold (a TAB, a
+newline, bytes that are not UTF-8) are skipped too. Skipped files are reported one line each and counted, fatal only
+with ``--strict``. Worker processes (``--jobs``) end with the command, even when it is killed.
 
 ``audit DIR`` decodes every row of every ``DIR/{split}.tsv`` and reports each bad row on one line (missing,
 not audio, unreadable, truncated, empty, wrong rate, not mono, sample count differing from the manifest, shorter
@@ -41,7 +43,7 @@ def main(audio_dir: str, dest: str, valid_percent: float = 0.01, seed: int = 0, 
                               segment_seconds, min_seconds, strict, jobs)
     for line in summary.lines():
         logger.info(line)
-    logger.info("wrote %s/train.tsv and %s/valid.tsv", dest, dest)
+    logger.info("wrote %s", " and ".join(f"{dest}/{split}.tsv" for split, n in summary.rows.items() if n))
     return summary
 
 

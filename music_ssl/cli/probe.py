@@ -39,11 +39,24 @@ def list_references() -> str:
     return "\n".join(lines)
 
 
+def yaml_error_in(err: BaseException):
+    """The PyYAML error ``err`` is or was raised from (hydra may wrap it), or None."""
+    import yaml
+
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, yaml.YAMLError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, overrides: list = (),
          list_tasks: bool = False, list_protocols_: bool = False, list_references_: bool = False) -> dict:
     """Compose ``<config_dir>/<config_name>.yaml`` with ``overrides`` and run it; returns the summary."""
     from music_ssl.probe import run_probe
-    from music_ssl.probe.config import register_schema
+    from music_ssl.probe.config import register_schema, yaml_syntax_error
     from music_ssl.probe.errors import ProbeConfigError
     from music_ssl.probe.datasets import DATASETS
 
@@ -63,7 +76,13 @@ def main(config_dir: str = str(DEFAULT_CONFIG_DIR), config_name: str = None, ove
 
     register_schema()
     with initialize_config_dir(config_dir=str(folder), version_base=None):
-        cfg = compose(config_name=config_name, overrides=list(overrides))
+        try:
+            cfg = compose(config_name=config_name, overrides=list(overrides))
+        except Exception as err:  # a YAML syntax error (hydra lets PyYAML's through): one line with file:line
+            syntax = yaml_error_in(err)
+            if syntax is None:
+                raise
+            raise yaml_syntax_error(syntax, folder / f"{config_name}.yaml") from None
     summary = run_probe(cfg)
     emit(Path(summary["outputs"]["results.md"]).read_text())
     return summary

@@ -1,11 +1,14 @@
 """The one error tree of music-ssl: expected bad input, one line naming the file (row, line) and the fix.
 
 Every area raises its own root (or a subclass of it); all roots derive from :class:`MusicSSLError`, which
-``music_ssl.cli.common.run_main`` turns into the CLI's one ``error: …`` line. Anything else is a bug and keeps
+``music_ssl.cli.common.run_main`` turns into the CLI's one ``error: …`` line (and ``music_ssl.run_errors`` into
+the same line in every process of a training run, :func:`exit_with_error_line`). Anything else is a bug and keeps
 its traceback. The roots also derive from the builtin a caller would expect (``ValueError``), so
 ``except ValueError`` keeps working.
 """
 import re
+import sys
+from typing import NoReturn
 
 
 class MusicSSLError(Exception):
@@ -44,6 +47,21 @@ class DeviceError(MusicSSLError, ValueError):
     """A device string that is unknown or not present on this machine."""
 
 
+class DiskError(MusicSSLError, OSError):
+    """An output the disk refused: full (``ENOSPC``, ``EDQUOT``), read-only (``EROFS``) or not permitted
+    (``EACCES``, ``EPERM``). Made by ``music_ssl.core.atomic`` (:func:`~music_ssl.core.atomic.disk_error`): the
+    message names the file, the space needed and free (or "read-only" / "permission denied") and the fix; nothing
+    half-written is left. ``errno`` is the refusal's; ``path`` the output. Also an ``OSError``, so
+    ``except OSError`` keeps working."""
+
+    def __init__(self, message: str, errno=None, path=None):
+        super().__init__(message)
+        self.errno, self.path = errno, path
+
+    def __reduce__(self):  # one message through pickling (worker processes) like the other errors
+        return type(self), (str(self), self.errno, self.path)
+
+
 def one_line(err: BaseException, limit: int = 600) -> str:
     """``"Type: message"`` of a caught third-party error on one line, for wrapping into a music-ssl error's line.
 
@@ -59,3 +77,11 @@ def one_line(err: BaseException, limit: int = 600) -> str:
         text = " / ".join(reasons)
     text = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def exit_with_error_line(message: str) -> NoReturn:
+    """End the process as every music-ssl entry point ends on an expected error: ``error: <message>`` as one line on
+    stderr, exit status 1 (``SystemExit``, so ``finally`` blocks and ``atexit`` run)."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(1)

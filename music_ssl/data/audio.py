@@ -8,6 +8,11 @@
   manifest rows as they are, so nothing is converted behind its back.
 * :func:`read_audio_blocks` -- a long track as mono blocks at a rate, streamed (the manifest converter).
 
+Every reader refuses what would silently give wrong results: samples that are not finite (NaN/Inf, which only
+float files can hold: one poisons every feature, k-means centroid and gradient it touches) and a file that decodes
+fewer samples than its header declares (truncated). libsndfile reports a cut WAV's length from the bytes present, so
+a WAV whose data chunk declares more bytes than the file holds is caught from its header (:func:`wav_truncation`).
+
 Resampling is :mod:`music_ssl.data.resample` (soxr HQ) everywhere. Every failure is an
 :class:`~music_ssl.data.errors.AudioError` whose ``kind`` names the problem and whose message names the file and
 the fix (usually: rebuild the manifest, converting with ``--convert-dir``); a missing file is a
@@ -15,6 +20,7 @@ the fix (usually: rebuild the manifest, converting with ``--convert-dir``); a mi
 """
 import os
 import stat
+import struct
 import threading
 from pathlib import Path
 from typing import Iterator, NamedTuple, Optional, Tuple
@@ -31,6 +37,14 @@ CONVERT_FIX = ("convert the corpus with `music-ssl-manifest AUDIO_DIR --dest DIR
                "(16 kHz mono FLAC; stereo is downmixed to mono)")
 MANIFEST_FIX = "regenerate the manifest with `music-ssl-manifest AUDIO_DIR --dest DIR`"
 REENCODE_FIX = "re-encode it as wav/flac or remove it"
+FOLDER = "is a folder, not an audio file (a manifest row must name a file)"
+NON_FINITE_FIX = "repair or replace the file (NaN/Inf samples poison every feature they touch), or remove it"
+DROP_ROW_FIX = ("replace the file, or leave its row out: `music-ssl-manifest audit MANIFEST_DIR --write-clean` writes "
+                "{split}.clean.tsv without it")
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only sample formats that can store NaN/Inf (not integer PCM, FLAC, mp3)
+HEADER_BYTES = 4096  # enough for a WAV's fmt/data chunk headers after the usual LIST/fact chunks
+WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data-chunk sizes of a WAV written to a pipe (length unknown when written)
+WAV_SAMPLE_FORMATS = (1, 3, 0xFFFE)  # PCM, IEEE float, extensible: one block-align unit is one sample frame
 BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block when a track is streamed
 DECODE_BLOCK = 1 << 18  # samples decoded per read when a whole file is checked (1 MiB of float32)
 # first bytes of the containers soundfile reads (RIFF/RF64 wav, FLAC, Ogg, AIFF, CAF, WavPack, AU, mp3 with ID3)
@@ -52,8 +66,8 @@ class AudioInfo(NamedTuple):
 
 
 class Problem(NamedTuple):
-    """Why a file cannot be used: ``kind`` (missing, empty, not audio, unreadable, truncated, rate, channels) and
-    ``detail``, a phrase to follow the file name (no fix)."""
+    """Why a file cannot be used: ``kind`` (missing, empty, not audio, unreadable, truncated, non-finite, rate,
+    channels) and ``detail``, a phrase to follow the file name (no fix)."""
 
     kind: str
     detail: str
@@ -116,29 +130,36 @@ def format_problem(info: AudioInfo, sample_rate: int = SAMPLE_RATE) -> Optional[
     return problem.detail if problem else None
 
 
-def inspect_audio(path, sample_rate: int = SAMPLE_RATE, decode: bool = True) -> Tuple[int, Optional[Problem]]:
-    """Check one file as training audio: exists, opens, non-empty, ``sample_rate`` Hz, mono, decodes to the end.
+def inspect_audio(path, sample_rate: int = SAMPLE_RATE, decode: bool = True,
+                  decode_float: bool = False) -> Tuple[int, Optional[Problem]]:
+    """Check one file as training audio: exists, opens, non-empty, ``sample_rate`` Hz, mono, not a WAV whose data
+    chunk is cut short, decodes to the end, every sample finite.
 
     Args:
         path: audio file.
         sample_rate: required rate in Hz (default 16000).
-        decode: decode every sample (default; catches truncated files whose header looks fine) or stop at the header.
+        decode: decode every sample (default; catches truncated files whose header looks fine and NaN/Inf samples)
+            or stop at the header.
+        decode_float: with ``decode`` False, still decode files of float samples (``FLOAT_SUBTYPES``, the only ones
+            that can hold NaN/Inf).
 
     Returns:
         (samples, problem): the decoded sample count (the header's when ``decode`` is False or a problem is found
         before decoding) and the first :class:`Problem`, or None when the file is fine.
     """
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return 0, Problem("unreadable", "is not a regular file (a folder?)")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return 0, (Problem("folder", FOLDER) if stat.S_ISDIR(mode) else
+                       Problem("unreadable", "is not a regular file"))
         f = sf.SoundFile(str(path))
     except FileNotFoundError:
         return 0, Problem("missing", "file not found")
     except Exception as err:  # LibsndfileError, RuntimeError, TypeError: soundfile cannot open it
         return 0, describe_unopenable(path, err)
     with f:
-        problem = header_problem(f.frames, f.samplerate, f.channels, sample_rate)
-        if problem or not decode:
+        problem = header_problem(f.frames, f.samplerate, f.channels, sample_rate) or file_truncation(path)
+        if problem or not (decode or (decode_float and f.subtype in FLOAT_SUBTYPES)):
             return f.frames, problem
         return decode_to_end(f)
 
@@ -155,14 +176,19 @@ def header_problem(frames: int, rate: int, channels: int, sample_rate: int = SAM
 
 
 def decode_to_end(f: sf.SoundFile) -> Tuple[int, Optional[Problem]]:
-    """Decode an open mono file block by block into one reused buffer; (samples, None) or (samples, truncated)."""
+    """Decode an open mono file block by block into one reused buffer; (samples, None) or (samples, the problem:
+    truncated, or non-finite samples)."""
     buffer = getattr(_local, "buffer", None)
     if buffer is None:
         buffer = _local.buffer = np.empty(DECODE_BLOCK, np.float32)  # (DECODE_BLOCK,)
-    samples = 0
+    samples, bad, first_bad = 0, 0, -1
     try:
         while True:
             got = len(f.read(DECODE_BLOCK, dtype="float32", out=buffer))
+            count = count_non_finite(buffer[:got])
+            if count:
+                first_bad = first_bad if bad else samples + first_non_finite(buffer[:got])
+                bad += count
             samples += got
             if got < DECODE_BLOCK:
                 break
@@ -173,7 +199,75 @@ def decode_to_end(f: sf.SoundFile) -> Tuple[int, Optional[Problem]]:
     if samples < f.frames:
         return samples, Problem("truncated", f"truncated: decodes to {samples} of the {f.frames} samples its "
                                              f"header declares")
+    if bad:
+        return samples, non_finite_problem(bad, first_bad, f.samplerate)
     return samples, None
+
+
+def count_non_finite(samples: np.ndarray) -> int:
+    """How many values of ``samples`` are NaN or ±Inf (0 after two passes without temporaries when none is)."""
+    if samples.size == 0 or (np.isfinite(samples.min()) and np.isfinite(samples.max())):  # NaN propagates
+        return 0
+    return int(samples.size - np.count_nonzero(np.isfinite(samples)))
+
+
+def first_non_finite(samples: np.ndarray) -> int:
+    """Index of the first sample frame of ``samples`` ((n,) or (n, channels)) holding a NaN or ±Inf (-1: none)."""
+    bad = ~np.isfinite(samples.reshape(len(samples), -1)).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
+def non_finite_problem(count: int, first: int, rate: int) -> Problem:
+    """The ``non-finite`` :class:`Problem`: how many NaN/Inf values, and where the first is."""
+    return Problem("non-finite", f"holds {count} non-finite samples (NaN/Inf), the first at sample {first} "
+                                 f"({first / rate:.3f} s)")
+
+
+def check_finite(path, audio: np.ndarray, rate: int, start: int = 0, fix: str = NON_FINITE_FIX) -> None:
+    """:class:`AudioError` (kind ``non-finite``) naming ``path`` unless every value of ``audio`` (decoded from
+    sample ``start`` of the file at ``rate`` Hz; (n,) or (n, channels)) is finite."""
+    count = count_non_finite(audio)
+    if count:
+        problem = non_finite_problem(count, start + first_non_finite(audio), rate)
+        raise AudioError(f"{path}: {problem.detail}; {fix}.", problem.kind)
+
+
+def wav_truncation(head: bytes, file_size: int) -> Optional[Problem]:
+    """The ``truncated`` :class:`Problem` of a RIFF WAVE file whose data chunk declares more bytes than the file
+    holds, from its first bytes ``head`` and its size in bytes; None for a complete WAV, one whose length was left
+    unknown (written to a pipe), any other file, or a header ``head`` does not cover.
+
+    libsndfile reports (and reads) only the frames present, as if a cut WAV were complete, so no sample count
+    check downstream sees it: this header check is the one place that does."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    offset, fmt = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        body = offset + 8
+        if chunk == b"fmt " and body + 14 <= len(head):
+            fmt = struct.unpack("<HHIIH", head[body:body + 14])  # format, channels, rate, byte rate, block align
+        elif chunk == b"data":
+            present = max(file_size - body, 0)
+            if size in WAV_UNKNOWN_SIZES or size <= present:
+                return None
+            if fmt is not None and fmt[0] in WAV_SAMPLE_FORMATS and fmt[4]:
+                return Problem("truncated", f"truncated: holds {present // fmt[4]} of the {size // fmt[4]} samples "
+                                            f"its WAV header declares (cut short; soundfile would read the samples "
+                                            f"present as the whole file)")
+            return Problem("truncated", f"truncated: holds {present} of the {size} data bytes its WAV header "
+                                        f"declares (cut short)")
+        offset = body + size + (size & 1)  # chunks are padded to even sizes
+    return None
+
+
+def file_truncation(path) -> Optional[Problem]:
+    """:func:`wav_truncation` of a file (reads its first ``HEADER_BYTES``); None when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return wav_truncation(f.read(HEADER_BYTES), os.fstat(f.fileno()).st_size)
+    except OSError:
+        return None
 
 
 def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, duration: Optional[float] = None,
@@ -185,6 +279,8 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
     the audio is resampled to ``sample_rate`` with soxr HQ (:func:`music_ssl.data.resample.resample`).
     Strict (``strict=True``, what label preparation reads): the file must already be ``sample_rate`` Hz
     (default 16000) and mono, and hold ``expected_samples`` when given; nothing is converted.
+    Both refuse a file whose samples are not all finite (NaN/Inf) and one that decodes fewer samples than its
+    header declares (truncated, a cut WAV included).
 
     Args:
         path: audio file (any soundfile-readable format: wav, flac, ogg, mp3, ...).
@@ -201,8 +297,10 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
 
     Raises:
         MissingAudioError: no such file.
-        AudioError: unreadable, empty (or an empty window), and in strict mode another rate, more than one
-            channel, or a sample count that differs from the manifest's (the file changed after it was made).
+        AudioError: unreadable, empty (or an empty window), truncated (fewer samples decode than the header
+            declares: kind ``truncated``), NaN/Inf samples in the window (kind ``non-finite``), and in strict mode
+            another rate, more than one channel, or a sample count that differs from the manifest's (the file
+            changed after it was made).
     """
     if offset < 0 or (duration is not None and duration < 0):
         raise ValueError(f"offset and duration must be >= 0 seconds, got {offset} and {duration}")
@@ -212,16 +310,21 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
         info = audio_info(path)
         if info.frames <= 0:
             raise AudioError(f"{path}: holds no audio samples; remove it from the dataset, CSV or corpus.", "empty")
+    fix = DROP_ROW_FIX if strict else REENCODE_FIX
+    cut = file_truncation(path)  # a cut WAV: libsndfile's frames already count only the bytes present
+    if cut:
+        raise AudioError(f"{path}: {cut.detail}; {fix}.", cut.kind)
     start = int(round(offset * info.sample_rate))
     stop = info.frames if duration is None else min(info.frames, start + int(round(duration * info.sample_rate)))
     if start >= info.frames:
         raise AudioError(f"{path}: offset {offset:g} s is past its end ({info.seconds:.3f} s); lower the offset.",
                          "empty")
     audio = decode_window(path, start, stop)  # (samples, channels)
+    if len(audio) < stop - start:  # an mp3 whose Xing header declares more than its frames hold, a cut FLAC, ...
+        raise AudioError(f"{path}: truncated: decodes to {len(audio)} of the {stop - start} samples its header "
+                         f"declares from sample {start}; {fix}.", "truncated")
+    check_finite(path, audio, info.sample_rate, start, f"repair or {DROP_ROW_FIX}" if strict else NON_FINITE_FIX)
     if strict:
-        if expected_samples is not None and len(audio) != stop - start:  # headers of compressed files can lie
-            raise AudioError(f"{path}: decodes to {len(audio)} samples but the manifest says {expected_samples}; "
-                             f"{CONVERT_FIX}.", "frames")
         return np.ascontiguousarray(audio[:, 0]), info.sample_rate
     if len(audio) == 0:
         raise AudioError(f"{path}: decodes to no audio samples; {REENCODE_FIX}.", "empty")
@@ -236,6 +339,8 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
 def check_training_format(path: Path, expected_samples: Optional[int], sample_rate: int) -> AudioInfo:
     """The header of a manifest row's file, or :class:`AudioError` unless it is ``sample_rate`` Hz mono audio with
     ``expected_samples`` samples (None: not checked)."""
+    if path.is_dir():
+        raise AudioError(f"{path}: {FOLDER}; {MANIFEST_FIX}.", "folder")
     if not path.is_file():
         raise MissingAudioError(f"{path}: audio file not found (moved or deleted since the manifest was made); "
                                 f"{MANIFEST_FIX}.")
@@ -255,8 +360,9 @@ def decode_window(path, start: int, stop: int) -> np.ndarray:
     """Samples ``start:stop`` of an openable file -> (samples, channels) float32, or :class:`AudioError`."""
     try:
         audio, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
-    except Exception as err:  # LibsndfileError mid-stream, RuntimeError
-        raise AudioError(f"{path}: cannot decode audio ({sndfile_reason(err)}); {REENCODE_FIX}.") from None
+    except Exception as err:  # LibsndfileError mid-stream (a cut FLAC: "lost sync"), RuntimeError
+        raise AudioError(f"{path}: truncated or damaged: cannot decode samples {start}-{stop} "
+                         f"({sndfile_reason(err)}); {REENCODE_FIX}.", "truncated") from None
     return audio
 
 
@@ -272,8 +378,9 @@ def read_training_audio(path, expected_samples: Optional[int] = None, sample_rat
         (S,) float32 in [-1, 1].
 
     Raises:
-        AudioError: missing, unreadable or empty file, other rate, more than one channel, or a sample count
-            that differs from the manifest (the file changed after the manifest was made).
+        AudioError: missing, unreadable or empty file, other rate, more than one channel, a sample count that
+            differs from the manifest (the file changed after the manifest was made), truncated, or NaN/Inf
+            samples (kind ``non-finite``).
     """
     return read_audio(path, sample_rate, strict=True, expected_samples=expected_samples)[0]
 
@@ -294,25 +401,39 @@ def read_audio_blocks(path, sample_rate: Optional[int] = None,
         (n,) float32 in [-1, 1] at sample_rate Hz.
 
     Raises:
-        AudioError: unreadable or empty, or (while streaming) truncated: the file does not decode to the end its
-            header declares.
+        AudioError: unreadable or empty, a cut WAV (kind ``truncated``), or (while streaming) truncated: the file
+            does not decode to the end its header declares, or non-finite: a block holds NaN/Inf samples.
     """
     info = audio_info(path)
     if info.frames <= 0:
         raise AudioError(f"{path}: holds no audio samples; delete it or leave it out of the corpus.", "empty")
+    cut = file_truncation(path)
+    if cut:
+        raise AudioError(f"{path}: {cut.detail}; re-encode it or remove it.", cut.kind)
     rate = info.sample_rate if sample_rate is None else int(sample_rate)
     yield from resample_blocks(mono_blocks(path, info, block_seconds), info.sample_rate, rate)
 
 
 def mono_blocks(path, info: AudioInfo, block_seconds: float) -> Iterator[np.ndarray]:
-    """(n,) float32 downmixed blocks of ``path`` at its own rate; :class:`AudioError` if it stops short."""
-    decoded = 0
+    """(n,) float32 downmixed blocks of ``path`` at its own rate; :class:`AudioError` if it stops short or holds
+    NaN/Inf samples.
+
+    Blocks come from ``SoundFile.read``, which returns the samples actually decoded, not ``SoundFile.blocks``:
+    soundfile 0.14's ``blocks`` yields its whole buffer when the decoder returns fewer samples than asked for, so
+    an mp3 whose header declares more than it holds came out at the declared length, its missing end filled with
+    repeats of the last block decoded."""
+    decoded, size = 0, max(int(block_seconds * info.sample_rate), 1)
     try:
         with sf.SoundFile(str(path)) as f:
-            for block in f.blocks(blocksize=max(int(block_seconds * info.sample_rate), 1), dtype="float32",
-                                  always_2d=True):  # block: (n, channels)
+            while True:
+                block = f.read(size, dtype="float32", always_2d=True)  # (n, channels), n < size at the end
+                if not len(block):
+                    break
+                check_finite(path, block, info.sample_rate, decoded)  # before the resampler smears them
                 decoded += len(block)
                 yield block[:, 0] if info.channels == 1 else block.mean(axis=1)
+                if len(block) < size:
+                    break
     except sf.LibsndfileError as err:
         raise AudioError(f"{path}: truncated or damaged: decoding fails after {decoded} of {info.frames} samples "
                          f"({sndfile_reason(err)}); re-encode it or remove it.", "truncated") from None

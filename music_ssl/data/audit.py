@@ -2,7 +2,8 @@
 
 ``music-ssl-manifest audit DIR`` runs :func:`audit_dir` over every ``DIR/{split}.tsv``. Each row is checked as
 training reads it (:func:`music_ssl.data.audio.inspect_audio`): the file exists, opens as audio, holds samples, is
-16 kHz mono, decodes to the end (a truncated FLAC passes its header but fails here), decodes to the manifest's
+16 kHz mono, decodes to the end (a truncated FLAC passes its header but fails here; a WAV whose data chunk is cut
+short is caught from its header), holds only finite samples (no NaN/Inf), decodes to the manifest's
 ``num_samples``, and is at least the model's receptive field (and ``min_seconds``) long. Rows are checked in
 small tasks by ``jobs`` worker processes, each decoding block by block into one buffer (memory stays bounded).
 
@@ -19,21 +20,20 @@ import json
 import logging
 import os
 import time
-from collections import deque
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config
 from tqdm import tqdm
 
 from ..core.conv import conv_geometry
+from ..core.workers import ordered_map  # workers that die with the audit (SIGKILL, SIGTERM)
 from ..core.fingerprint import data_sha256, file_sha256
 from ..core.atomic import write_text_atomic
 from .audio import CONVERT_FIX, MANIFEST_FIX, SAMPLE_RATE, inspect_audio
 from .errors import ManifestError
-from .manifest import Manifest, read_manifest, write_manifest
+from .manifest import Manifest, moved_root, read_manifest, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 CONV_FEATURE_LAYERS = Wav2Vec2Config.__dataclass_fields__["conv_feature_layers"].default
 RECEPTIVE_FIELD = conv_geometry(CONV_FEATURE_LAYERS)[0]
 ROWS_PER_TASK = 32  # rows one worker checks per task (and per line of the resume file)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # bump when a row is checked for more (2: NaN/Inf samples, cut WAV data chunks): redo old audits
 BAD_HEADER = "line\trelpath\tnum_samples\tproblem\tdetail\n"
 
 
@@ -61,6 +61,10 @@ def fix_for(kind: str, manifest_path: Path) -> str:
         return drop
     if kind == "missing":
         return f"restore the file, or {drop}"
+    if kind == "folder":
+        return f"the row names a folder: {MANIFEST_FIX}, or {drop}"
+    if kind == "non-finite":
+        return f"repair or replace the file (NaN/Inf samples make every loss and k-means step NaN), or {drop}"
     return f"replace the file (re-encode it as wav/flac), or {drop}"
 
 
@@ -148,23 +152,6 @@ def audit_task(task: Task) -> Tuple[int, List[str], List[BadRow]]:
         if row:
             bad.append(row)
     return index, stamps, bad
-
-
-def ordered_map(fn: Callable, items: Iterable, jobs: int, window: int = 4) -> Iterator:
-    """``map(fn, items)`` in ``jobs`` worker processes, in order, with at most ``jobs × window`` tasks in flight."""
-    if jobs <= 1:
-        yield from map(fn, items)
-        return
-    pool, pending = ProcessPoolExecutor(jobs), deque()
-    try:
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= jobs * window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
-    finally:  # interrupted: drop queued tasks instead of finishing them
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def stamps_key(stamps: Sequence[str]) -> str:
@@ -270,10 +257,17 @@ def audit_manifest(manifest_path, settings: AuditSettings = AuditSettings(), job
         manifest_path: a fairseq ``{split}.tsv``.
         settings: rate and minimum length (default 16 kHz, the receptive field of 400 samples).
         jobs: worker processes decoding rows (default 1).
-        write_clean: also write ``{split}.clean.tsv`` without the bad rows (the original is never changed).
+        write_clean: also write ``{split}.clean.tsv`` without the bad rows (the original is never changed); not
+            written when every row is bad (:func:`audit_dir` then raises).
+
+    Raises:
+        ManifestError: one line, and nothing written, when the manifest's audio root (its first line) is gone or
+            none of its files exists (a moved or renamed corpus), rather than one "file not found" per row.
     """
     start = time.perf_counter()
     manifest = read_manifest(manifest_path)
+    if moved_root(manifest):
+        raise ManifestError(moved_root(manifest))
     result = load_fresh_audit(manifest, settings.sample_rate, settings)
     if result is None:
         stamps, bad = run_tasks(manifest, settings, jobs)
@@ -282,6 +276,8 @@ def audit_manifest(manifest_path, settings: AuditSettings = AuditSettings(), job
         result = AuditResult(manifest.path, len(manifest), bad)
     else:
         stamps = None
+    if moved_root(manifest, result.counts().get("missing", 0)):
+        raise ManifestError(moved_root(manifest, result.counts().get("missing", 0)))
     write_outputs(manifest, result, settings, stamps, write_clean)
     result.seconds = time.perf_counter() - start
     return result
@@ -298,6 +294,10 @@ def write_outputs(manifest: Manifest, result: AuditResult, settings: AuditSettin
     bad_lines = {r.line for r in result.bad}
     keep = [i for i in range(len(manifest)) if i + 2 not in bad_lines]
     clean_path = stem.with_name(stem.name + ".clean.tsv")
+    if not keep:  # an empty manifest is refused by every reader: none, and none left from an earlier audit
+        clean_path.unlink(missing_ok=True)
+        cache_path(clean_path).unlink(missing_ok=True)
+        return
     write_manifest(clean_path, manifest.root, [(manifest.relpaths[i], int(manifest.sizes[i])) for i in keep])
     if stamps is None:
         stamps = [file_stamp(manifest.root / rel) for rel in manifest.relpaths]
@@ -330,4 +330,11 @@ def audit_dir(manifest_dir, min_seconds: float = 0.0, jobs: int = 1, write_clean
         for row in result.bad:
             logger.warning("%s", row.message(manifest))
         results[path.name[:-len(".tsv")]] = result
+    all_bad = [r for r in results.values() if write_clean and r.bad and len(r.bad) == r.rows]
+    if all_bad:  # --write-clean must not end with exit 0 and an empty (unreadable) clean manifest
+        first, split = all_bad[0], all_bad[0].manifest.with_suffix("").name
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(first.counts().items()))
+        raise ManifestError(f"{first.manifest}: all {first.rows} rows are bad ({kinds}; each listed above and in "
+                            f"{split}.bad.tsv), so no {split}.clean.tsv was written (it would be empty); fix or "
+                            f"replace those files (each line gives the fix), or {MANIFEST_FIX}.")
     return results

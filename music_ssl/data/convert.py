@@ -6,7 +6,7 @@ downmix â†’ the ``soxr`` streaming resampler of :mod:`music_ssl.data.resample` â
 bounded however long a track is, and every clip is written atomically.
 This is where training audio becomes mono (the channels are averaged): the training readers refuse stereo
 (only probing's permissive read downmixes, with the same averaging). A track that does not decode to the end
-(a cut file) is refused, and the clips it gave are removed.
+(a cut file) or holds NaN/Inf samples is refused, and the clips it gave are removed.
 """
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -76,6 +76,9 @@ def check_label_alignment(manifest_path: str, label_path: str, label_rate: float
     """
     alignment = LabelAlignment(str(label_path), read_manifest(manifest_path).sizes, label_counts(label_path))
     n_rows, n_lines = len(alignment.num_samples), len(alignment.num_labels)
+    if n_lines > n_rows and not alignment.num_labels[n_rows:].any():
+        raise LabelAlignmentError(f"{label_path}: ends with {n_lines - n_rows} blank line(s) after its {n_rows} label "
+                                  f"lines (one per row of {manifest_path}); delete the trailing blank line(s).")
     if n_rows != n_lines:
         raise LabelAlignmentError(f"{label_path}: {n_lines} label lines for {n_rows} rows of {manifest_path}; "
                                   f"regenerate the labels from this manifest (music-ssl-kmeans apply).")

@@ -12,6 +12,7 @@
   takes the label rate from here (:func:`recorded_label_rate`), so nobody types it again.
 """
 import json
+import logging
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Tuple
 
@@ -19,6 +20,9 @@ import numpy as np
 
 from ..core.atomic import write_text_atomic
 from ..core.errors import LabelError
+from .manifest import Manifest
+
+logger = logging.getLogger(__name__)
 
 BLOCK_BYTES = 1 << 22  # bytes of a label file parsed per numpy step (temporaries ~ 30 × this)
 DICTIONARY = "dict.{label}.txt"
@@ -206,12 +210,16 @@ def read_sidecar(label_path) -> Optional[dict]:
     return record
 
 
-def check_sidecar(label_path, k: Optional[int] = None, label_rate: Optional[float] = None) -> Optional[dict]:
-    """The record of ``label_path`` (None if absent); raise if it names another ``k`` or another ``label_rate``."""
+def check_sidecar(label_path, k: Optional[int] = None, label_rate: Optional[float] = None,
+                  manifest: Optional[Manifest] = None) -> Optional[dict]:
+    """The record of ``label_path`` (None if absent); raise if it names another ``k``, another ``label_rate`` or
+    other rows than ``manifest``'s (labels bound to the manifest they were made from)."""
     record = read_sidecar(label_path)
     if record is None:
         return None
     name = sidecar_path(label_path).name
+    if manifest is not None:
+        check_manifest_binding(label_path, record, manifest)
     if k is not None and record.get("k") not in (None, k):
         raise LabelFileError(f"{label_path}: made by a k={record['k']} model ({name}) but the dictionary (dict.km.txt) "
                              f"has {k} ids; write dict.km.txt with these labels (music-ssl-kmeans apply).")
@@ -220,6 +228,19 @@ def check_sidecar(label_path, k: Optional[int] = None, label_rate: Optional[floa
                              f"{label_rate:g} Hz; leave label_rate unset (the recorded rate is used) or make the "
                              f"labels again.")
     return record
+
+
+def check_manifest_binding(label_path, record: dict, manifest: Manifest) -> None:
+    """Raise unless the labels were made from ``manifest``'s rows, in its order (record's ``manifest_rows``)."""
+    made_from = record.get("manifest_rows")
+    if made_from is None:
+        logger.warning("%s: its record (%s) predates manifest fingerprints: cannot tell which manifest the labels "
+                       "were made from; make them again to bind them to %s", label_path,
+                       sidecar_path(label_path).name, manifest.path)
+    elif made_from != manifest.shards_sha256(int(record.get("shards", 1))):
+        raise LabelFileError(f"{label_path}: made from other rows than {manifest.path} (the manifest was remade or "
+                             f"edited since: rows moved, added or removed, so line i would label another clip); "
+                             f"make the labels again from this manifest (music-ssl-kmeans all).")
 
 
 def label_rate_of(label_path, k: Optional[int] = None) -> float:

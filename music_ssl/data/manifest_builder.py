@@ -3,11 +3,14 @@
 Scans a folder tree for audio files (by extension), optionally converts every track to 16 kHz mono FLAC
 cut into fixed-length clips (:mod:`music_ssl.data.convert`), and splits *tracks* (so clips of one track
 never straddle train and valid) into train/valid by a percentage and a seed. Files that cannot be used
-are reported one line each and counted in the summary; ``strict`` makes any of them fatal.
+are reported one line each and counted in the summary; ``strict`` makes any of them fatal. Files whose relpath a
+manifest cannot hold (a TAB, a line break, leading whitespace, bytes that are not UTF-8) are skipped so, before any
+decoding, and a split without rows is not written (every reader refuses an empty manifest).
 
 A plain scan decodes every file to the end (in ``jobs`` worker processes) and lists the decoded sample count:
-a file that is cut short (whose header still looks fine), is not audio, is not 16 kHz mono (stereo is refused;
-``convert_dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is skipped.
+a file that is cut short (whose header still looks fine), holds NaN/Inf samples, is not audio, is not 16 kHz mono
+(stereo is refused; ``convert_dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is
+skipped.
 """
 import logging
 import os
@@ -19,20 +22,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from ..core.workers import ordered_map
 from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, inspect_audio
-from .audit import ordered_map
 from .convert import MIN_SECONDS, convert_track
 from .errors import AudioError, ManifestError
-from .manifest import write_manifest
+from .manifest import UNHOLDABLE, name_problem, printable, root_problem, write_manifest
 
 logger = logging.getLogger(__name__)
 
 Rows = List[Tuple[str, int]]  # (relpath under the manifest root, num_samples)
 SHORT = "shorter than min_seconds"
+NAME = "name a manifest cannot hold"  # a TAB, a line break, leading whitespace or bytes that are not UTF-8
 SKIP_REASONS = {"missing": "unreadable", "unreadable": "unreadable", "not audio": "not audio", "empty": "empty",
-                "truncated": "truncated", "rate": "not 16 kHz mono", "channels": "not 16 kHz mono"}
+                "truncated": "truncated", "non-finite": "non-finite samples", "rate": "not 16 kHz mono",
+                "channels": "not 16 kHz mono", "folder": "unreadable"}
 CONVERT_FIX = "set convert_dir to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)"
 SKIP_FIXES = {"empty": "delete it", "not audio": "remove it or rename it (files are listed by extension)",
+              "non-finite": "repair or replace it (NaN/Inf samples poison training and k-means), or remove it",
               "rate": CONVERT_FIX, "channels": CONVERT_FIX}
 
 
@@ -108,6 +114,32 @@ def convert_source(job: Tuple[Path, Path, Path, Optional[float], float]) -> Sour
         return Source(path, skipped=SHORT, dropped_seconds=converted.dropped_seconds,
                       message=f"{path}: shorter than min_seconds={min_seconds:g}; lower min_seconds to keep it.")
     return Source(path, rows=rows, dropped_seconds=converted.dropped_seconds)
+
+
+def listing_problem(relpath: Path) -> Optional[str]:
+    """Why a file at ``relpath`` cannot be a manifest row ("file name holds a TAB", "folder name 'a\\nb' holds a
+    newline", …), None when it can."""
+    problem = name_problem(str(relpath))
+    if problem is None:
+        return None
+    if name_problem(relpath.name) == problem:
+        return f"file name {problem}"
+    folder = next((part for part in relpath.parts if name_problem(part) == problem), relpath.parts[0])
+    return f"folder name '{printable(folder)}' {problem}"
+
+
+def drop_unholdable_names(paths: List[Path], audio_dir: Path) -> Tuple[List[Path], List[Source]]:
+    """Files whose relpath a manifest cannot hold (:func:`music_ssl.data.manifest.name_problem`) are skipped with
+    the reason: listed, they would make the manifest unreadable for every reader (converted, their clips too)."""
+    kept, skipped = [], []
+    for path in paths:
+        problem = listing_problem(path.relative_to(audio_dir))
+        if problem:
+            skipped.append(Source(path, skipped=NAME, message=f"{printable(path)}: {problem}, {UNHOLDABLE}; "
+                                                              f"rename it."))
+        else:
+            kept.append(path)
+    return kept, skipped
 
 
 def drop_name_clashes(paths: List[Path], audio_dir: Path) -> Tuple[List[Path], List[Source]]:
@@ -186,17 +218,35 @@ def build_manifests(audio_dir, dest, valid_percent: float = 0.01, seed: int = 0,
     if min_seconds < 0 or jobs < 1:
         raise ManifestError(f"min_seconds={min_seconds} jobs={jobs}: need min_seconds >= 0 and jobs >= 1.")
     convert_dir = None if convert_dir is None else Path(convert_dir).resolve()
-    paths = find_audio(audio_dir, extensions, exclude=[convert_dir] if convert_dir else [])
-    if not paths:
+    root = convert_dir or audio_dir
+    if root_problem(str(root)):
+        raise ManifestError(f"{printable(root)}: the folder's path {root_problem(str(root))}, {UNHOLDABLE} on its "
+                            f"first line; move the audio to a folder whose path has none.")
+    found = find_audio(audio_dir, extensions, exclude=[convert_dir] if convert_dir else [])
+    if not found:
         raise ManifestError(f"{audio_dir}: no files with extensions {','.join(extensions)}; check the folder or extensions.")
-    sources = scan_sources(paths, audio_dir, convert_dir, segment_seconds, min_seconds, jobs)
+    paths, bad_names = drop_unholdable_names(found, audio_dir)
+    sources = scan_sources(paths, audio_dir, convert_dir, segment_seconds, min_seconds, jobs) + bad_names
     report_skipped(sources, strict)
     splits = assign_splits([s for s in sources if s.rows], valid_percent, seed)
-    root = convert_dir or audio_dir
     for split, rows in splits.items():
-        write_manifest(Path(dest) / f"{split}.tsv", root, rows)
+        write_split(Path(dest) / f"{split}.tsv", root, rows, valid_percent)
     warn_compressed(splits, convert_dir)
-    return summarise(sources, len(paths), splits, convert_dir is not None)
+    return summarise(sources, len(found), splits, convert_dir is not None)
+
+
+def write_split(path: Path, root: Path, rows: Rows, valid_percent: float) -> None:
+    """Write one split's manifest; a split without rows is not written (every reader refuses an empty manifest),
+    and a manifest of that name from an earlier run is removed (it would pair old rows with the new split)."""
+    if rows:
+        write_manifest(path, root, rows)
+        return
+    stale = path.is_file()
+    path.unlink(missing_ok=True)
+    why = ("fairseq validates on valid.tsv unless dataset.disable_validation=true: raise valid_percent to make one"
+           if path.stem == "valid" else "valid_percent took every track: lower it")
+    logger.warning("%s: not written, no rows (valid_percent=%g)%s; %s", path, valid_percent,
+                   ", and the one of an earlier run removed" if stale else "", why)
 
 
 def report_skipped(sources: List[Source], strict: bool) -> None:
@@ -217,8 +267,6 @@ def assign_splits(sources: List[Source], valid_percent: float, seed: int) -> Dic
     splits: Dict[str, Rows] = {"train": [], "valid": []}
     for source, is_valid in zip(sources, mask):
         splits["valid" if is_valid else "train"] += source.rows
-    if not splits["valid"]:
-        logger.warning("valid.tsv has no rows (valid_percent=%g); raise valid_percent to validate", valid_percent)
     return splits
 
 

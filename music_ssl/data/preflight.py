@@ -6,13 +6,19 @@ train on stereo rows without a word (the channels are averaged). Before a task l
 ``sample_rate`` Hz, mono, the manifest's sample count, at least the receptive field when fairseq would keep it)
 and stops with one :class:`~music_ssl.errors.DataError` line: the count, the first few bad rows, the fix and the
 audit command. A fresh full audit (``music-ssl-manifest audit DIR``, cached in ``{split}.audit.json``) is used
-instead when one exists for the manifest as it is.
+instead when one exists for the manifest as it is, for its verdicts that do not depend on its settings (its
+``short`` rows follow its ``--min-seconds``; here they follow the task's ``min_sample_size``). A manifest whose audio
+root (first line) is gone, or none of whose files exists, stops with one line saying so (a moved corpus).
 
 Stereo policy (the whole toolkit): stereo rows are refused; the converter (``--convert-dir``) downmixes on request.
 
-Headers of plain WAV (PCM/float) and FLAC files are parsed directly (a 64-byte read; ~10× faster than opening the
+Headers of plain WAV (integer PCM) and FLAC files are parsed directly (a 64-byte read; ~10× faster than opening the
 file with libsndfile, which primes a FLAC decoder); any other file, or any header the parser does not fully
-understand, goes through ``soundfile``. Threads overlap the file reads.
+understand, goes through ``soundfile``. Threads overlap the file reads. Two checks go beyond headers, because
+their failure would train on wrong data or die unnamed in fairseq's NaN detector: a WAV whose data chunk declares
+more bytes than the file holds is ``truncated`` (libsndfile would read the bytes present as a complete, shorter
+file), and rows of float samples (WAV/AIFF/… ``FLOAT``/``DOUBLE``, the only formats that can hold NaN/Inf) are
+decoded and refused as ``non-finite`` if any sample is NaN/Inf; a fresh audit spares that decode.
 """
 import logging
 import os
@@ -22,10 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+import numpy as np
+
 from ..core.errors import DataError
 from .audio import SAMPLE_RATE, Problem, header_problem, inspect_audio
 from .audit import RECEPTIVE_FIELD, BadRow, audit_command, fix_for, load_fresh_audit
-from .manifest import Manifest, read_manifest
+from .manifest import Manifest, moved_root, read_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +57,9 @@ def flac_header(head: bytes) -> Optional[Tuple[int, int, int]]:
 
 
 def wav_header(head: bytes, file_size: int) -> Optional[Tuple[int, int, int]]:
-    """(rate, channels, frames) of a RIFF WAVE file of PCM/float samples, frames limited to the bytes present (as
-    libsndfile does for a cut file); None for anything else (compressed formats, odd or missing chunks)."""
+    """(rate, channels, frames) of a complete RIFF WAVE file of integer PCM samples; None for anything else
+    (float samples, whose values must be decoded; a data chunk cut short; compressed formats, odd or missing
+    chunks): those go through ``soundfile`` and :func:`~music_ssl.data.audio.inspect_audio`."""
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return None
     offset, fmt = 12, None
@@ -62,7 +71,7 @@ def wav_header(head: bytes, file_size: int) -> Optional[Tuple[int, int, int]]:
             if fmt[0] == WAV_EXTENSIBLE and body + 26 <= len(head):
                 fmt = (struct.unpack("<H", head[body + 24:body + 26])[0],) + fmt[1:]  # sub-format's first field
         elif chunk == b"data":
-            if fmt is None or fmt[0] not in (WAV_PCM, WAV_FLOAT) or fmt[4] == 0 or size == 0:
+            if fmt is None or fmt[0] != WAV_PCM or fmt[4] == 0 or size == 0 or size > file_size - body:
                 return None
             return fmt[2], fmt[1], min(size, file_size - body) // fmt[4]
         offset = body + size + (size & 1)  # chunks are padded to even sizes
@@ -85,16 +94,36 @@ def row_problem(path: Path, expected: int, sample_rate: int, min_kept: int) -> O
     try:
         rate, channels, frames = header_info(path)
         problem = header_problem(frames, rate, channels, sample_rate)
-    except (OSError, ValueError):  # missing, unreadable, or a format for libsndfile: let soundfile tell
-        frames, problem = inspect_audio(path, sample_rate, decode=False)
+    except (OSError, ValueError):  # missing, unreadable, float samples, cut, or a format for libsndfile: let it tell
+        frames, problem = inspect_audio(path, sample_rate, decode=False, decode_float=True)
     if problem:
         return problem
     if frames != expected:
         return Problem("frames", f"has {frames} samples but the manifest says {expected}")
+    return short_problem(expected, min_kept)
+
+
+def short_problem(expected: int, min_kept: int) -> Optional[Problem]:
+    """A row shorter than the receptive field that fairseq keeps (``min_kept``: task.min_sample_size), else None."""
     if min_kept <= expected < RECEPTIVE_FIELD:
         return Problem("short", f"{expected} samples, shorter than the model's receptive field of {RECEPTIVE_FIELD} "
                                 f"samples (fairseq keeps it: task.min_sample_size={min_kept})")
     return None
+
+
+def audit_verdicts(manifest: Manifest, audit_bad: List[BadRow], min_kept: int) -> List[BadRow]:
+    """A fresh audit's bad rows that do not depend on its settings, plus the short rows by this run's own rule.
+
+    The audit's ``short`` verdicts follow its ``--min-seconds`` (an exploratory ``--min-seconds 5`` flags every
+    3-s row); which rows are too short to train on is fairseq's ``min_sample_size`` business, so they are left out
+    and the receptive-field rule of :func:`short_problem` is applied to the manifest's sample counts instead."""
+    bad = {row.line: row for row in audit_bad if row.kind != "short"}
+    sizes = manifest.sizes
+    for i in map(int, np.flatnonzero((sizes >= min_kept) & (sizes < RECEPTIVE_FIELD))):
+        if i + 2 not in bad:
+            n = int(sizes[i])
+            bad[i + 2] = BadRow(i + 2, manifest.relpaths[i], n, *short_problem(n, min_kept))
+    return [bad[line] for line in sorted(bad)]
 
 
 def check_rows(manifest: Manifest, sample_rate: int, min_kept: int, threads: int) -> List[BadRow]:
@@ -127,11 +156,16 @@ def preflight_manifest(manifest_path, sample_rate: int = SAMPLE_RATE, min_sample
     """
     start = time.perf_counter()
     manifest = read_manifest(manifest_path)
+    if moved_root(manifest):  # one line, not "file not found" per row
+        raise PreflightError(moved_root(manifest))
     audit = load_fresh_audit(manifest, sample_rate)
     if audit is not None:
-        bad, source = audit.bad, f"audit {Path(manifest.path).with_suffix('.audit.json').name}"
+        bad = audit_verdicts(manifest, audit.bad, min_sample_size or 0)
+        source = f"audit {Path(manifest.path).with_suffix('.audit.json').name}"
     else:
         bad, source = check_rows(manifest, sample_rate, min_sample_size or 0, threads), "file headers"
+    if moved_root(manifest, sum(row.kind == "missing" for row in bad)):
+        raise PreflightError(moved_root(manifest, sum(row.kind == "missing" for row in bad)))
     if bad:
         raise PreflightError(preflight_message(manifest, bad, source))
     logger.info("%s: pre-flight OK, %d rows (%s, %.1f s)", manifest.path, len(manifest), source,

@@ -44,7 +44,7 @@ import torch
 from ..checkpoint import CheckpointError, read_fairseq_state  # noqa: F401 (CheckpointError re-exported)
 from ..core.conv import conv_layers
 from ..core.fingerprint import file_sha256
-from ..core.atomic import file_mode, remove_stale_temporaries, temporary_path
+from ..core.atomic import disk_errors, file_mode, remove_stale_temporaries, require_space, temporary_path
 from ..core.errors import ExportError
 
 logger = logging.getLogger(__name__)
@@ -287,6 +287,7 @@ def feature_extractor(conversion: Conversion):
 
 
 EXPORT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "export_info.json")
+EXPORT_FIX = "choose an OUT_DIR on another disk"  # the alternative a full / read-only disk's message offers
 OTHER_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.safetensors.index.json", "tf_model.h5",
                  "flax_model.msgpack")  # weight files transformers may load instead of (or beside) ours
 
@@ -308,31 +309,35 @@ def check_target(out_dir: Path, names, overwrite: bool) -> None:
 
 
 @contextmanager
-def staging_dir(out_dir: Path, overwrite: bool):
+def staging_dir(out_dir: Path, overwrite: bool, size: Optional[int] = None):
     """Yield a temporary folder ``.NAME.tmp-PID`` beside ``out_dir``; on success move the files written there into
     ``out_dir`` (each by one rename, ``export_info.json`` last, so its presence marks a complete export).
 
     Files of ``out_dir`` the export does not write are never touched. Permissions follow the umask (transformers
-    and safetensors create owner-only files). Staging folders of killed exports are removed first.
+    and safetensors create owner-only files). Staging folders of killed exports are removed first. ``size``
+    (bytes) is checked against the free space first; a full or read-only disk raises one ``DiskError`` line.
     """
     check_target(out_dir, EXPORT_FILES, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out_dir)
-    tmp = temporary_path(out_dir)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        yield tmp
-        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == "export_info.json")  # info last
-        check_target(out_dir, names, overwrite)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "export_info.json").unlink(missing_ok=True)  # until the swap ends the folder is incomplete
-        mode = file_mode()
-        for name in names:
-            os.chmod(tmp / name, mode)
-            os.replace(tmp / name, out_dir / name)
-    finally:
+    with disk_errors(out_dir, size, EXPORT_FIX):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out_dir)
+        if size:
+            require_space(out_dir, size, EXPORT_FIX)
+        tmp = temporary_path(out_dir)
         shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+            names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == "export_info.json")  # info last
+            check_target(out_dir, names, overwrite)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "export_info.json").unlink(missing_ok=True)  # until the swap ends the folder is incomplete
+            mode = file_mode()
+            for name in names:
+                os.chmod(tmp / name, mode)
+                os.replace(tmp / name, out_dir / name)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def export_checkpoint(checkpoint, out_dir, overwrite: bool = False, check: bool = False) -> dict:
@@ -348,7 +353,8 @@ def export_checkpoint(checkpoint, out_dir, overwrite: bool = False, check: bool 
             "fairseq_model": conversion.fairseq_name, "transformers_class": type(conversion.model).__name__,
             "sample_rate": conversion.sample_rate, "do_normalize": conversion.normalize,
             "dropped_pretraining_only_keys": conversion.dropped}
-    with staging_dir(out_dir, overwrite) as tmp:
+    weights = sum(t.numel() * t.element_size() for t in conversion.model.state_dict().values())  # model.safetensors
+    with staging_dir(out_dir, overwrite, size=weights) as tmp:
         conversion.model.save_pretrained(tmp)
         feature_extractor(conversion).save_pretrained(tmp)
         if check:

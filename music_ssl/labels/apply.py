@@ -21,7 +21,7 @@ from ..core.fingerprint import data_sha256, json_sha256
 from ..core.atomic import atomic_path
 from ..data.label_files import read_sidecar, sidecar_path, write_dictionary, write_sidecar
 from .errors import LabelPrepError
-from .features import load_shard
+from .features import feature_paths, load_shard
 from .kmeans_file import KMeansModel
 from .shards import clear_marker, is_done, mark_done, read_marker, shard_stem
 
@@ -73,17 +73,31 @@ def apply_stage(feat_dir, split: str, km_path, nshard: int, rank: int, lab_dir, 
     with atomic_path(out) as tmp, open(tmp, "w") as f, tqdm(total=int(offsets[-1]), desc=out.stem, unit="frame",
                                                             unit_scale=True) as bar:
         for first, last in row_blocks(lengths, max(1, BLOCK_BYTES // (4 * model.dim))):
-            labels = predict(feats[offsets[first]: offsets[last]])  # (frames of the block,)
+            block = check_finite_block(feats[offsets[first]: offsets[last]], offsets[first:last + 1], first,
+                                       feature_paths(feat_dir, split, nshard, rank)[0])
+            labels = predict(block)  # (frames of the block,)
             f.write(format_lines(names[labels], lengths[first:last]))
             bar.update(len(labels))
     mark_done(out, key, rows=len(lengths), frames=int(offsets[-1]), **provenance(model, marker))
     return out
 
 
+def check_finite_block(block: np.ndarray, offsets: np.ndarray, first: int, shard: Path) -> np.ndarray:
+    """``block`` (F, D) of rows ``first``… (``offsets``: their frame bounds within the shard), or LabelPrepError
+    naming the shard row whose features hold NaN/Inf (the nearest centroid of a NaN frame is cluster 0)."""
+    if np.isfinite(block.min()) and np.isfinite(block.max()):  # NaN propagates; no (F, D) temporary
+        return block
+    frame = int(np.argmax(~np.isfinite(block).all(axis=1))) + int(offsets[0])
+    row = first + int(np.searchsorted(offsets, frame, side="right")) - 1
+    raise LabelPrepError(f"{shard}: its row {row} holds NaN/Inf features (a shard made before NaN/Inf were "
+                         f"refused); delete it and rerun the features stage, which names the file.")
+
+
 def provenance(model: KMeansModel, feature_marker: dict) -> dict:
-    """What a label shard (and a merged ``{split}.km``) was made with: model key, k, label rate, feature settings."""
+    """What a label shard (and a merged ``{split}.km``) was made with: model key, k, label rate, feature settings,
+    and the fingerprint of the manifest rows the shard covers."""
     return {"model_key": model_key(model), "k": model.k, "label_rate": model.frame_rate,
-            "feature_settings": feature_marker["features"]}
+            "feature_settings": feature_marker["features"], "rows_sha256": feature_marker.get("rows_sha256")}
 
 
 def check_model_fits_features(model: KMeansModel, km_path, feats: np.ndarray, marker: dict, feat_dir) -> None:
@@ -119,12 +133,20 @@ def merge_stage(lab_dir, split: str, nshard: int, out_dir=None) -> Path:
         for shard in shards:
             with open(shard, "rb") as f:
                 shutil.copyfileobj(f, merged)
-    write_sidecar(out, {**made_with, "shards": nshard})
+    write_sidecar(out, {**made_with, "shards": nshard, **manifest_binding(markers)})
     logger.info("%s: merged %d shards", out, nshard)
     return out
 
 
 PROVENANCE_KEYS = ("model_key", "k", "label_rate", "feature_settings")
+
+
+def manifest_binding(markers) -> dict:
+    """``{"manifest_rows": …}``: the fingerprint of the manifest rows the shards were made from, in shard order (what
+    :meth:`music_ssl.data.manifest.Manifest.shards_sha256` gives for the same manifest); empty when a shard predates
+    the fingerprint."""
+    rows = [marker.get("rows_sha256") for marker in markers]
+    return {"manifest_rows": json_sha256(rows)} if all(rows) else {}
 
 
 def check_same_provenance(paths, markers) -> dict:

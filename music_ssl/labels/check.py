@@ -124,7 +124,7 @@ def check_stage(tsv_dir, lab_dir, split: str, label_rate: Optional[float] = None
     """
     tsv, km = Path(tsv_dir) / f"{split}.tsv", Path(lab_dir) / f"{split}.km"
     k = read_dictionary(lab_dir)
-    check_sidecar(km, k, label_rate)
+    check_sidecar(km, k, label_rate, read_manifest(tsv))
     label_rate = label_rate_of(km, k) if label_rate is None else label_rate
     check_label_alignment(str(tsv), str(km), label_rate, sample_rate, tolerance)
     classes, names = (None, [])

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..core.fingerprint import json_sha256
-from ..core.atomic import atomic_path, write_text_atomic
+from ..core.atomic import atomic_path, preallocate, write_text_atomic
 from ..data.audio import read_training_audio
 from ..data.errors import AudioError
 from ..data.manifest import read_manifest, shard_range
@@ -78,11 +78,12 @@ def dump_features(tsv_dir, split: str, nshard: int, rank: int, feat_dir, extract
     check_frame_counts(manifest, start, frames)
     logger.info("%s: rows %d-%d of %d, %d frames x %d", npy, start, end, len(manifest), frames.sum(), extractor.dim)
     clear_marker(npy)  # from here until mark_done the shard is incomplete (a kill → redone on the next run)
-    with atomic_path(npy) as tmp:
+    nbytes = int(frames.sum()) * extractor.dim * np.dtype(np.float32).itemsize  # checked free before extracting
+    with atomic_path(npy, size=nbytes, fix="choose a FEAT_DIR (OUT_DIR of `all`) on another disk") as tmp:
         fill_features(tmp, manifest, start, frames, extractor, desc=npy.stem)
     write_text_atomic(lengths_path, "".join(f"{n}\n" for n in frames))
     mark_done(npy, key, features=extractor.config(), frame_rate=extractor.frame_rate, rows=len(frames),
-              frames=int(frames.sum()), dim=extractor.dim)
+              frames=int(frames.sum()), dim=extractor.dim, rows_sha256=manifest.rows_sha256(start, end))
     return npy
 
 
@@ -99,6 +100,7 @@ def check_frame_counts(manifest, start: int, frames: np.ndarray) -> None:
 def fill_features(tmp: Path, manifest, start: int, frames: np.ndarray, extractor, desc: str) -> None:
     """Write every row's features into a pre-allocated (sum(frames), D) float32 ``.npy`` memory map."""
     out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(int(frames.sum()), extractor.dim))
+    preallocate(tmp, tmp.stat().st_size)  # a full disk: ENOSPC now, not SIGBUS when a page of the map is written
     offsets = np.concatenate([[0], np.cumsum(frames)])  # (R + 1,)
 
     def read(row: int) -> Tuple[int, np.ndarray]:
@@ -114,9 +116,23 @@ def fill_features(tmp: Path, manifest, start: int, frames: np.ndarray, extractor
         if feats.shape != (frames[i], extractor.dim):
             raise LabelPrepError(f"{manifest.audio_path(row)}: extractor gave {feats.shape} features, expected "
                                  f"({frames[i]}, {extractor.dim}); report this bug with the file's length.")
+        check_finite_features(feats, manifest, row)
         out[offsets[i]: offsets[i + 1]] = feats
     out.flush()
     del out
+
+
+def check_finite_features(feats: np.ndarray, manifest, row: int) -> None:
+    """LabelPrepError naming the manifest row and its file unless every value of ``feats`` (T, D) is finite: one
+    NaN frame makes the k-means inertia NaN and labels every frame of every file 0, with exit 0."""
+    bad = ~np.isfinite(feats).all(axis=1)  # (T,)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise LabelPrepError(f"{manifest.path}:{row + 2}: {manifest.audio_path(row)}: {int(bad.sum())} of its "
+                             f"{len(feats)} feature frames hold NaN/Inf (the first: frame {first}) although its "
+                             f"samples are finite: the extractor overflowed (float samples far beyond [-1, 1]?) or "
+                             f"the checkpoint holds NaN/Inf weights; fix the file or checkpoint, or drop the row "
+                             f"(`music-ssl-manifest audit {manifest.path.parent} --write-clean`).")
 
 
 def load_shard(feat_dir, split: str, nshard: int, rank: int) -> Tuple[np.ndarray, np.ndarray, dict]:

@@ -4,6 +4,8 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from ..core.fingerprint import json_sha256
 from .errors import LabelPrepError
 from .kmeans import fit_torch
@@ -12,6 +14,18 @@ from .sampling import FRAMES_PER_CLUSTER, load_split, sample_cap, sample_frames,
 from .settings import FitSettings
 
 logger = logging.getLogger(__name__)
+CHECK_ROWS = 1 << 16  # sampled frames checked for NaN/Inf per step
+
+
+def check_finite_sample(frames: np.ndarray, feat_dir, split: str) -> None:
+    """LabelPrepError unless every sampled frame (n, D) is finite: shards written before the features stage refused
+    NaN/Inf would make the inertia NaN and every label 0."""
+    bad = sum(int(np.count_nonzero(~np.isfinite(frames[i:i + CHECK_ROWS]).all(axis=1)))  # bounded temporaries
+              for i in range(0, len(frames), CHECK_ROWS))
+    if bad:
+        raise LabelPrepError(f"{feat_dir}: {bad} of the {len(frames)} {split} frames sampled for k-means hold NaN/Inf "
+                             f"(feature shards made before NaN/Inf were refused); delete the {split}_*.npy shards "
+                             f"and rerun the features stage: it names the file whose features are not finite.")
 
 
 def fit_stage(feat_dir, split: str, nshard: int, km_path, settings: FitSettings, device="auto") -> KMeansModel:
@@ -46,12 +60,19 @@ def fit_stage(feat_dir, split: str, nshard: int, km_path, settings: FitSettings,
     if len(sample.frames) < s.n_clusters:
         raise LabelPrepError(f"{feat_dir}: {split} has only {sample.total} frames for k={s.n_clusters} clusters; "
                              f"lower n_clusters or add audio.")
+    check_finite_sample(sample.frames, feat_dir, split)
     if s.backend == "sklearn":
         from .kmeans_sklearn import fit_sklearn
 
         result = fit_sklearn(sample.frames, s.n_clusters, s.seed)
     else:
         result = fit_torch(sample.frames, s.n_clusters, s.seed, device, s.max_iter, s.tol)
+    if not (np.isfinite(result.inertia) and np.isfinite(result.centroids).all()):
+        raise LabelPrepError(f"{km_path}: the {s.backend} k-means fit on {feat_dir} ({split}) gave a non-finite "
+                             f"inertia ({result.inertia}) or centroids although every sampled frame is finite: "
+                             f"squared distances overflow (largest |feature| {np.abs(sample.frames).max():.3g}); "
+                             f"nothing was saved. Features this large come from float audio far beyond [-1, 1] "
+                             f"or a broken checkpoint: fix the source and rerun the features stage.")
     metadata = {"backend": s.backend, "features": json.dumps(sample.features, sort_keys=True),
                 "frame_rate": repr(float(sample.frame_rate)), "inertia": repr(result.inertia),
                 "sample_frames": str(len(sample.frames)), "seed": str(s.seed), "n_iter": str(result.n_iter),

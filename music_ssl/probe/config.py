@@ -95,6 +95,22 @@ class ProbeRunConfig:
     progress: bool = field(default=True, metadata={"help": "tqdm progress bars"})
 
 
+def yaml_syntax_error(err: BaseException, file) -> ProbeConfigError:
+    """One line for a YAML syntax error raised while composing ``file``: ``FILE:LINE:COLUMN: YAML syntax error: …``
+    (the file, line and column of PyYAML's mark; ``file`` when the mark names none)."""
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    name = getattr(mark, "name", None)
+    where = name if name and not name.startswith("<") else str(file)
+    if mark is not None:
+        where += f":{mark.line + 1}:{mark.column + 1}"
+    problem = " ".join(str(getattr(err, "problem", None) or err).split())
+    context, context_mark = getattr(err, "context", None), getattr(err, "context_mark", None)
+    if context and context_mark is not None and context_mark is not mark:
+        problem += f" ({context} from line {context_mark.line + 1})"
+    return ProbeConfigError(f"{where}: YAML syntax error: {problem}; fix the YAML there (indent with spaces, "
+                            f"quote values holding ': ' or '#').")
+
+
 def register_schema() -> None:
     """Register :class:`ProbeRunConfig` as ``probe_schema`` with hydra's ConfigStore."""
     from hydra.core.config_store import ConfigStore

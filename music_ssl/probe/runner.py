@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.atomic import check_writable
 from ..core.fingerprint import json_sha256
 from ..core.device import resolve_device
 from .assemble import assemble
 from .config import resolve_config
 from .errors import ProbeConfigError
 from .features import build_source, load_features
+from .features.cache import CACHE_FIX
 from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers
 from .published import attach_published, check_reference
 from .report import library_versions, mean_ci, write_report
@@ -159,6 +161,9 @@ def run_probe(cfg) -> dict:
         config and its hash, library versions, ``outputs``: file paths).
     """
     cfg = resolve_config(cfg)
+    check_writable(cfg["out_dir"], fix="set out_dir to a folder on another disk")  # now, not after the work
+    if cfg["cache_dir"]:
+        check_writable(Path(cfg["cache_dir"]).expanduser(), fix=CACHE_FIX)
     device = resolve_device(cfg["device"])
     protocol = get_protocol(cfg["protocol"]["name"]).with_standardize(cfg["protocol"]["standardize"])
     settings = train_settings(protocol.settings, cfg["protocol"]["train"])

@@ -8,11 +8,13 @@ from fairseq.criterions.hubert_criterion import HubertCriterion
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
 
+from ..core.errors import LabelError
 from ..data.bucketing import BUCKET_SECONDS_HELP, maybe_bucket
 from ..data.crop import CROP_SECONDS_HELP, crop_samples
-from ..core.errors import LabelError
 from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment
-from ..data.label_files import check_label_vocabulary, check_sidecar, recorded_label_rate
+from ..data.label_files import (MAKE_LABELS, LabelFileNotFoundError, check_label_vocabulary, check_sidecar,
+                                dictionary_path, recorded_label_rate)
+from ..data.manifest import read_manifest
 from ..data.preflight import preflight_manifest
 from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 from .seeded_masks import MaskIdsMixin
@@ -79,6 +81,18 @@ class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrain
         if cfg is not None and getattr(cfg, "label_rate", rate) != rate:
             cfg.label_rate = rate
 
+    def load_dictionaries(self):
+        """fairseq's (called when training starts; a checkpoint carries its dictionaries), after checking that each
+        ``dict.{label}.txt`` exists: fairseq's ``Dictionary.load`` raises a bare ``FileNotFoundError``."""
+        label_dir = self.get_label_dir()
+        for label in self.cfg.labels:
+            path = dictionary_path(label_dir, label)
+            if not path.is_file():
+                raise LabelFileNotFoundError(f"{path}: label dictionary not found: task.label_dir={label_dir} must "
+                                             f"hold {path.name} beside {{split}}.{label}; {MAKE_LABELS} (it writes "
+                                             f"both).")
+        return super().load_dictionaries()
+
     def build_model(self, cfg, from_checkpoint: bool = False):
         self.use_label_rate(cfg)
         return super().build_model(cfg, from_checkpoint)
@@ -103,7 +117,7 @@ class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrain
         manifest = f"{self.cfg.data}/{split}.tsv"
         for label, dictionary in zip(self.cfg.labels, self.dictionaries):
             path = f"{self.get_label_dir()}/{split}.{label}"
-            check_sidecar(path, len(dictionary) - dictionary.nspecial, self.cfg.label_rate)
+            check_sidecar(path, len(dictionary) - dictionary.nspecial, self.cfg.label_rate, read_manifest(manifest))
             alignment = check_label_alignment(manifest, path, self.cfg.label_rate, self.cfg.sample_rate,
                                               self.cfg.label_tolerance)
             check_label_vocabulary(path, dictionary.symbols[dictionary.nspecial:])

@@ -1,4 +1,6 @@
-"""The task registry: name -> ``DatasetSpec`` (type, loader of the dataset's official layout, pooling defaults).
+"""The registry of MIR probing datasets: name -> ``DatasetSpec`` (task type, loader of the dataset's official layout,
+pooling defaults). The probe config calls each entry a *task* (the MIR word: tagging, genre, key, …); the code calls
+what is loaded a dataset, keeping "task" for fairseq's pretraining tasks (``music_ssl/tasks/``).
 
 Every loader takes the dataset root and options from the probe config's task entry and returns a
 ``ProbeDataset``; missing files raise one error naming the file and the layout expected. ``csv`` is the generic

@@ -1,4 +1,4 @@
-"""What a loaded probing task is: labelled audio items with splits, plus how to pool their features."""
+"""What a loaded probing dataset is: labelled audio items with splits, plus how to pool their features."""
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional

@@ -13,7 +13,8 @@ mfcc         JukeMIR MFCC baseline (120-d), librosa
 ===========  ==============================================================================
 
 A probe config's ``source.kind`` / ``source.naming`` are checked against these choices by the config schema
-(``probe.config``) when it is composed; ``build_source`` checks ``kind`` once more for direct Python callers.
+(``probe.config``) when it is composed; ``build_source`` checks ``kind`` once more for direct Python callers, and
+that ``source.path`` suits it (``source_path``: a folder given as a checkpoint says which kind it looks like).
 """
 from ..config import SOURCE_KINDS
 from ..errors import ProbeConfigError
@@ -21,6 +22,7 @@ from .cache import FeatureSet, load_features
 from .encoder_source import EncoderSource
 from .handcrafted_source import HandcraftedSource
 from .jukebox_source import JukeboxSource
+from .source_path import check_source_path
 from .source import FeatureSource
 
 
@@ -33,12 +35,14 @@ def build_source(kind: str, path=None, layers=None, batch_size: int = 8, chunk_s
     if kind in ("checkpoint", "hf"):
         if path is None:
             raise ProbeConfigError(f"source.kind={kind} needs source.path (the checkpoint / model folder).")
+        check_source_path(kind, path)
         return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, random_init, seed, cnn)
     if random_init:
         raise ProbeConfigError(f"source.random_init=true needs source.kind=checkpoint, not {kind!r}.")
     if kind == "jukebox":
         if path is None:
             raise ProbeConfigError("source.kind=jukebox needs source.path (the folder of .npy features).")
+        check_source_path(kind, path)
         return JukeboxSource(path, dim, naming)
     if kind in ("chroma", "mfcc"):
         return HandcraftedSource(kind, sample_rate)

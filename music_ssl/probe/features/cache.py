@@ -24,6 +24,7 @@ from ..errors import ProbeDataError
 
 logger = logging.getLogger(__name__)
 FEATURE_CODE_VERSION = 2  # bump when extraction or pooling code changes what it computes (2: soxr resampling, #19)
+CACHE_FIX = "set cache_dir to a folder on another disk (or cache_dir=null: no cache)"  # a full / read-only cache
 
 
 @dataclass
@@ -47,7 +48,8 @@ def cache_key(source, paths: list, pooling: str, window, hop) -> str:
 
 
 def _write_atomic(path: Path, **arrays) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    size = sum(np.asarray(a).nbytes for a in arrays.values())  # np.savez stores the arrays uncompressed
+    with atomic_path(path, size=size, fix=CACHE_FIX) as tmp, open(tmp, "wb") as f:
         np.savez(f, **arrays)
 
 
@@ -66,6 +68,22 @@ def _unpack(path: Path) -> FeatureSet:
     return FeatureSet(arrays, names, None if np.isnan(rate) else rate, from_cache=True)
 
 
+def check_finite(features: FeatureSet, paths: list, kind: str) -> None:
+    """ProbeDataError naming the first file whose features hold NaN/Inf: one such file turns the standardisation
+    statistics and every probe's loss into NaN, and every layer scores at chance."""
+    for path, array in zip(paths, features.arrays):  # array: (W or T, S, C)
+        if not array.size or (np.isfinite(array.min()) and np.isfinite(array.max())):  # NaN propagates
+            continue
+        bad = ~np.isfinite(array).all(axis=2)  # (W or T, S)
+        layers = [features.layer_names[i] for i in np.flatnonzero(bad.any(axis=0))]
+        half = (" or beyond float16's range (65504: frame features are stored as float16)"
+                if array.dtype == np.float16 else "")
+        raise ProbeDataError(f"{path}: its {kind} features hold NaN/Inf in {int(bad.any(axis=1).sum())} of "
+                             f"{len(array)} frames/windows ({', '.join(layers[:3])}{', …' if len(layers) > 3 else ''}"
+                             f"), computed from finite input (audio samples are checked when read){half}: check "
+                             f"the checkpoint (NaN/Inf weights?) or drop the file.")
+
+
 def load_features(source, paths: list, pooling: str, window=None, hop=None, cache_dir=None) -> FeatureSet:
     """Features of ``paths`` from ``source``: from the cache when the key matches, else extracted and stored.
 
@@ -82,6 +100,7 @@ def load_features(source, paths: list, pooling: str, window=None, hop=None, cach
         else:
             if len(features.arrays) == len(paths):
                 logger.info("feature cache hit: %s", entry)
+                check_finite(features, paths, source.kind)
                 return features
     logger.info("extracting %s features of %d files%s", source.kind, len(paths), f" for {entry}" if entry else "")
     arrays, names, rate = source.extract(list(paths), pooling, window, hop)
@@ -90,6 +109,7 @@ def load_features(source, paths: list, pooling: str, window=None, hop=None, cach
         raise ProbeDataError(f"{source.kind} features of different shapes {sorted(shapes)[:3]}; one source must "
                              "give one (S, C) per frame/window.")
     features = FeatureSet(arrays, names, rate, from_cache=False)
+    check_finite(features, paths, source.kind)
     if entry is not None:
         _write_atomic(entry, **_pack(features))
         logger.info("feature cache stored: %s", entry)

@@ -143,6 +143,9 @@ class EncoderSource(FeatureSource):
         # downmixed, resampled with soxr HQ (before #19 torchaudio's sinc: both band-limited, features can move in
         # the last digits)
         audios = [read_audio(paths[i], enc.sample_rate)[0] for i in batch]  # each (samples,) float32
+        for index, audio in zip(batch, audios):
+            if len(audio) < enc.receptive_field:  # the encoder would say "audio item k": name the file instead
+                raise ProbeDataError(too_short(paths[index], len(audio), enc.sample_rate, enc.receptive_field))
         if len(batch) == 1 and len(audios[0]) > self.chunk_seconds * enc.sample_rate:
             yield batch[0], [np.asarray(s, np.float32) for s in enc.encode_long(audios[0], self.chunk_seconds)]
             return
@@ -151,3 +154,10 @@ class EncoderSource(FeatureSource):
         for row, index in enumerate(batch):
             n = int(frame_lengths[row])
             yield index, [h[row, :n].float().cpu().numpy() for h in hidden]
+
+
+def too_short(path, samples: int, sample_rate: int, receptive_field: int) -> str:
+    """The one line for a file shorter than the encoder's receptive field (it has no feature frame)."""
+    return (f"{path}: {samples} samples at {sample_rate} Hz ({1000 * samples / sample_rate:g} ms), shorter than the "
+            f"encoder's receptive field ({receptive_field} samples = {1000 * receptive_field / sample_rate:g} ms): it "
+            f"has no feature frame; drop it from the task or zero-pad the file to at least {receptive_field} samples.")

@@ -70,6 +70,10 @@ class JukeboxSource(FeatureSource):
         if vector.size != self.dim or vector.ndim > 2:
             raise ProbeDataError(f"{file}: expected a ({self.dim},) Jukebox feature vector, got shape "
                                  f"{vector.shape}; re-extract it or set source.dim.")
+        bad = vector.size - int(np.count_nonzero(np.isfinite(vector)))
+        if bad:
+            raise ProbeDataError(f"{file}: {bad} of its {vector.size} feature values are NaN/Inf (one such clip "
+                                 f"sends every probe to chance); re-extract this clip's features.")
         return vector.reshape(1, 1, self.dim).astype(np.float32)
 
     def extract(self, paths, pooling, window, hop):
