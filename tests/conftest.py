@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,18 @@ def tiny_checkpoints(tmp_path_factory, session_corpus):
         "music2vec": train_tiny("music2vec_tiny", session_corpus, out / "music2vec"),
         "music_hubert": train_tiny("music_hubert_tiny", session_corpus, out / "music_hubert", *hubert_labels),
     }
+
+
+@contextmanager
+def fairseq_schema(config_name: str):
+    """fairseq-hydra-train's schema registration (``FairseqConfig`` stored under the primary config's name) for one
+    composition, removed afterwards: a process composes one primary config, a test session many, and a schema left
+    under ``music_hubert_base`` would be matched against that file when a variant includes it as a default."""
+    from fairseq.dataclass.initialize import hydra_init
+    from hydra.core.config_store import ConfigStore
+
+    hydra_init(config_name)
+    try:
+        yield
+    finally:
+        ConfigStore.instance().repo.pop(f"{config_name}.yaml", None)

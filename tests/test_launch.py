@@ -18,11 +18,11 @@ CPU_DDP = ("distributed_training.distributed_backend=gloo",
 
 def compose_with_hydra(name: str, *overrides: str):
     """Compose ``<pretrain>/<name>`` with the hydra node, as fairseq-hydra-train -m would (no launch)."""
-    from fairseq.dataclass.initialize import hydra_init
     from hydra import compose, initialize_config_dir
 
-    hydra_init(name)
-    with initialize_config_dir(config_dir=str(PRETRAIN_CONFIG_DIR), version_base="1.1"):
+    from conftest import fairseq_schema
+
+    with fairseq_schema(name), initialize_config_dir(config_dir=str(PRETRAIN_CONFIG_DIR), version_base="1.1"):
         return compose(config_name=name, overrides=["task.data=/data", *overrides], return_hydra_config=True)
 
 

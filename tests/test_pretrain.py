@@ -48,12 +48,12 @@ def test_label_rate_mismatch_fails_at_load_with_the_rate_it_found(tmp_path, sess
 
 def compose_pretrain(name: str, *overrides: str):
     """Compose a config of config/pretrain exactly as fairseq-hydra-train does (schema stored under its name)."""
-    from fairseq.dataclass.initialize import hydra_init
     from hydra import compose, initialize_config_dir
 
-    hydra_init(name)
-    with initialize_config_dir(config_dir=str(PRETRAIN_DIR), version_base="1.1"):  # as fairseq-hydra-train
-        cfg = compose(config_name=name, overrides=["task.data=/data", *overrides])
+    from conftest import fairseq_schema
+
+    with fairseq_schema(name), initialize_config_dir(config_dir=str(PRETRAIN_DIR), version_base="1.1"):
+        cfg = compose(config_name=name, overrides=["task.data=/data", *overrides])  # as fairseq-hydra-train
     return OmegaConf.to_container(cfg, resolve=False)
 
 
