@@ -672,6 +672,11 @@ def test_bad_moved_audio_root_is_one_line_and_write_clean_writes_nothing(tmp_pat
     with pytest.raises(DataError) as err:
         preflight_manifest(tsv)
     assert str(err.value) == line[len("error: "):]
+    from music_ssl.labels import FeatureSettings, dump_features, make_extractor
+
+    with pytest.raises(DataError) as err:  # label prep says the same, not "file not found" for the first row
+        dump_features(m, "train", 1, 0, tmp_path / "feat", make_extractor(FeatureSettings(), "cpu"))
+    assert str(err.value) == line[len("error: "):]
     (audio / "songs").mkdir(parents=True)  # the root is back, its files are not (a sub-folder moved)
     line = one_error_line(*run_cli(["audit", m, "--write-clean"], capsys))
     assert f"{tsv}: none of its 3 rows' files exists under its audio root {audio}" in line and "first line" in line
@@ -706,6 +711,7 @@ def test_bad_exploratory_min_seconds_audit_does_not_block_the_preflight(tmp_path
     tsv = write_tsv(m / "train.tsv", audio, {**rows, "tiny.wav": (320, None)})
     code, err = run_cli(["audit", m, "--min-seconds", "5"], capsys)
     assert code == 1 and len([w for w in err if "shorter than the minimum of 80000 samples" in w]) == 4
+    assert all("--write-clean` (with this audit's --min-seconds) writes" in w for w in err if "80000 samples" in w)
     # the pre-flight reuses that fresh audit for what does not depend on its settings: the 3-s rows are fine
     assert len(preflight_manifest(tsv, min_sample_size=RECEPTIVE_FIELD)) == 4  # fairseq drops the tiny row itself
     with pytest.raises(DataError) as err:  # a run that keeps the tiny row: only that row, by the task's own rule

@@ -44,7 +44,7 @@ DROP_ROW_FIX = ("replace the file, or leave its row out: `music-ssl-manifest aud
 FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # the only sample formats that can store NaN/Inf (not integer PCM, FLAC, mp3)
 HEADER_BYTES = 4096  # enough for a WAV's fmt/data chunk headers after the usual LIST/fact chunks
 WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data-chunk sizes of a WAV written to a pipe (length unknown when written)
-WAV_SAMPLE_FORMATS = (1, 3, 0xFFFE)  # PCM, IEEE float, extensible: one block-align unit is one sample frame
+WAV_PCM, WAV_FLOAT, WAV_EXTENSIBLE = 1, 3, 0xFFFE  # WAVE format tags (extensible: the sub-format's tag is used)
 BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block when a track is streamed
 DECODE_BLOCK = 1 << 18  # samples decoded per read when a whole file is checked (1 MiB of float32)
 # first bytes of the containers soundfile reads (RIFF/RF64 wav, FLAC, Ogg, AIFF, CAF, WavPack, AU, mp3 with ID3)
@@ -232,6 +232,26 @@ def check_finite(path, audio: np.ndarray, rate: int, start: int = 0, fix: str = 
         raise AudioError(f"{path}: {problem.detail}; {fix}.", problem.kind)
 
 
+def wav_chunks(head: bytes) -> Tuple[Optional[tuple], Optional[Tuple[int, int]]]:
+    """The one reader of a RIFF WAVE header: (``fmt`` fields (format tag, channels, rate, byte rate, block align,
+    bits) or None, (data offset, declared data bytes) or None) from the file's first bytes ``head``; (None, None) for
+    anything that is not RIFF WAVE. An extensible format reports its sub-format's tag."""
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None, None
+    offset, fmt = 12, None
+    while offset + 8 <= len(head):
+        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
+        body = offset + 8
+        if chunk == b"fmt " and body + 16 <= len(head):
+            fmt = struct.unpack("<HHIIHH", head[body:body + 16])
+            if fmt[0] == WAV_EXTENSIBLE and body + 26 <= len(head):
+                fmt = (struct.unpack("<H", head[body + 24:body + 26])[0],) + fmt[1:]
+        elif chunk == b"data":
+            return fmt, (body, size)
+        offset = body + size + (size & 1)  # chunks are padded to even sizes
+    return fmt, None
+
+
 def wav_truncation(head: bytes, file_size: int) -> Optional[Problem]:
     """The ``truncated`` :class:`Problem` of a RIFF WAVE file whose data chunk declares more bytes than the file
     holds, from its first bytes ``head`` and its size in bytes; None for a complete WAV, one whose length was left
@@ -239,25 +259,19 @@ def wav_truncation(head: bytes, file_size: int) -> Optional[Problem]:
 
     libsndfile reports (and reads) only the frames present, as if a cut WAV were complete, so no sample count
     check downstream sees it: this header check is the one place that does."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    fmt, data = wav_chunks(head)
+    if data is None:
         return None
-    offset, fmt = 12, None
-    while offset + 8 <= len(head):
-        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
-        body = offset + 8
-        if chunk == b"fmt " and body + 14 <= len(head):
-            fmt = struct.unpack("<HHIIH", head[body:body + 14])  # format, channels, rate, byte rate, block align
-        elif chunk == b"data":
-            present = max(file_size - body, 0)
-            if size in WAV_UNKNOWN_SIZES or size <= present:
-                return None
-            if fmt is not None and fmt[0] in WAV_SAMPLE_FORMATS and fmt[4]:
-                return Problem("truncated", f"truncated: holds {present // fmt[4]} of the {size // fmt[4]} samples "
-                                            f"its WAV header declares (cut short; soundfile would read the samples "
-                                            f"present as the whole file)")
-            return Problem("truncated", f"truncated: holds {present} of the {size} data bytes its WAV header "
-                                        f"declares (cut short)")
-        offset = body + size + (size & 1)  # chunks are padded to even sizes
+    body, size = data
+    present = max(file_size - body, 0)
+    if size in WAV_UNKNOWN_SIZES or size <= present:
+        return None
+    if fmt is not None and fmt[0] in (WAV_PCM, WAV_FLOAT) and fmt[4]:
+        return Problem("truncated", f"truncated: holds {present // fmt[4]} of the {size // fmt[4]} samples "
+                                    f"its WAV header declares (cut short; soundfile would read the samples "
+                                    f"present as the whole file)")
+    return Problem("truncated", f"truncated: holds {present} of the {size} data bytes its WAV header "
+                                f"declares (cut short)")
     return None
 
 

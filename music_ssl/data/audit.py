@@ -57,8 +57,8 @@ def fix_for(kind: str, manifest_path: Path) -> str:
         return CONVERT_FIX
     if kind == "frames":
         return f"{MANIFEST_FIX} (the file changed after the manifest was made), or {drop}"
-    if kind == "short":
-        return drop
+    if kind == "short":  # the verdict depends on the audit's minimum: the clean manifest must use the same one
+        return drop.replace("--write-clean`", "--write-clean` (with this audit's --min-seconds)")
     if kind == "missing":
         return f"restore the file, or {drop}"
     if kind == "folder":

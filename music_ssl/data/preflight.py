@@ -31,7 +31,7 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from ..core.errors import DataError
-from .audio import SAMPLE_RATE, Problem, header_problem, inspect_audio
+from .audio import SAMPLE_RATE, WAV_PCM, Problem, header_problem, inspect_audio, wav_chunks
 from .audit import RECEPTIVE_FIELD, BadRow, audit_command, fix_for, load_fresh_audit
 from .manifest import Manifest, moved_root, read_manifest
 
@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 HEADER_BYTES = 4096  # enough for a WAV's fmt/data chunk headers after the usual LIST/fact chunks
 ROWS_PER_CHUNK = 512  # rows one thread checks per task
 MAX_LISTED = 3  # bad rows named in the error line
-WAV_PCM, WAV_FLOAT, WAV_EXTENSIBLE = 1, 3, 0xFFFE
 
 
 class PreflightError(DataError):
@@ -60,22 +59,13 @@ def wav_header(head: bytes, file_size: int) -> Optional[Tuple[int, int, int]]:
     """(rate, channels, frames) of a complete RIFF WAVE file of integer PCM samples; None for anything else
     (float samples, whose values must be decoded; a data chunk cut short; compressed formats, odd or missing
     chunks): those go through ``soundfile`` and :func:`~music_ssl.data.audio.inspect_audio`."""
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    fmt, data = wav_chunks(head)
+    if data is None or fmt is None:
         return None
-    offset, fmt = 12, None
-    while offset + 8 <= len(head):
-        chunk, size = head[offset:offset + 4], struct.unpack("<I", head[offset + 4:offset + 8])[0]
-        body = offset + 8
-        if chunk == b"fmt " and body + 16 <= len(head):
-            fmt = struct.unpack("<HHIIHH", head[body:body + 16])  # format, channels, rate, byte rate, align, bits
-            if fmt[0] == WAV_EXTENSIBLE and body + 26 <= len(head):
-                fmt = (struct.unpack("<H", head[body + 24:body + 26])[0],) + fmt[1:]  # sub-format's first field
-        elif chunk == b"data":
-            if fmt is None or fmt[0] != WAV_PCM or fmt[4] == 0 or size == 0 or size > file_size - body:
-                return None
-            return fmt[2], fmt[1], min(size, file_size - body) // fmt[4]
-        offset = body + size + (size & 1)  # chunks are padded to even sizes
-    return None
+    body, size = data
+    if fmt[0] != WAV_PCM or fmt[4] == 0 or size == 0 or size > file_size - body:
+        return None
+    return fmt[2], fmt[1], size // fmt[4]
 
 
 def header_info(path: Path) -> Tuple[int, int, int]:

@@ -18,8 +18,8 @@ from tqdm import tqdm
 from ..core.fingerprint import json_sha256
 from ..core.atomic import atomic_path, preallocate, write_text_atomic
 from ..data.audio import read_training_audio
-from ..data.errors import AudioError
-from ..data.manifest import read_manifest, shard_range
+from ..data.errors import AudioError, ManifestError
+from ..data.manifest import moved_root, read_manifest, shard_range
 from .errors import LabelPrepError
 from .settings import FeatureSettings
 from .shards import clear_marker, is_done, mark_done, read_marker, shard_stem
@@ -66,6 +66,8 @@ def dump_features(tsv_dir, split: str, nshard: int, rank: int, feat_dir, extract
     Raises AudioError naming the file for unreadable, empty, wrong-rate, multi-channel or changed audio.
     """
     manifest = read_manifest(Path(tsv_dir) / f"{split}.tsv")
+    if moved_root(manifest):  # one line for a moved corpus, not "file not found" for its first row
+        raise ManifestError(moved_root(manifest))
     start, end = shard_range(len(manifest), nshard, rank)
     sizes = manifest.sizes[start:end]
     npy, lengths_path = feature_paths(feat_dir, split, nshard, rank)
