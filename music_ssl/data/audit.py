@@ -266,8 +266,8 @@ def audit_manifest(manifest_path, settings: AuditSettings = AuditSettings(), job
     """
     start = time.perf_counter()
     manifest = read_manifest(manifest_path)
-    if moved_root(manifest):
-        raise ManifestError(moved_root(manifest))
+    if moved := moved_root(manifest):
+        raise ManifestError(moved)
     result = load_fresh_audit(manifest, settings.sample_rate, settings)
     if result is None:
         stamps, bad = run_tasks(manifest, settings, jobs)
@@ -276,8 +276,8 @@ def audit_manifest(manifest_path, settings: AuditSettings = AuditSettings(), job
         result = AuditResult(manifest.path, len(manifest), bad)
     else:
         stamps = None
-    if moved_root(manifest, result.counts().get("missing", 0)):
-        raise ManifestError(moved_root(manifest, result.counts().get("missing", 0)))
+    if moved := moved_root(manifest, result.counts().get("missing", 0)):
+        raise ManifestError(moved)
     write_outputs(manifest, result, settings, stamps, write_clean)
     result.seconds = time.perf_counter() - start
     return result

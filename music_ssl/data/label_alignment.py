@@ -9,12 +9,12 @@ A wrong ``label_rate`` is suggested only when most lines agree on another rate; 
 named by number.
 """
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import numpy as np
 
 from .label_files import LabelFileError, label_counts
-from .manifest import read_manifest
+from .manifest import Manifest, read_manifest
 
 TOLERANCE_SECONDS = 0.1  # fairseq.data.audio.hubert_dataset.verify_label_lengths
 MOST_LINES = 0.9  # a rate is suggested only when it aligns at least this fraction of the lines
@@ -68,13 +68,17 @@ def misalignment_message(alignment: LabelAlignment, bad: np.ndarray, label_rate:
             f"labels from this manifest (music-ssl-kmeans apply) or fix the manifest rows.")
 
 
-def check_label_alignment(manifest_path: str, label_path: str, label_rate: float, sample_rate: int,
-                          tolerance: float = TOLERANCE_SECONDS) -> LabelAlignment:
+def check_label_alignment(manifest: Union[str, Manifest], label_path: str, label_rate: float, sample_rate: int,
+                          tolerance: float = TOLERANCE_SECONDS, k: Optional[int] = None) -> LabelAlignment:
     """Raise :class:`LabelAlignmentError` unless every label line matches its manifest row's duration.
 
-    label_rate: labels per second (100 for MFCC labels, 50 for layer labels); tolerance in seconds.
+    manifest: the ``{split}.tsv`` path, or the manifest already read; label_rate: labels per second (100 for MFCC
+    labels, 50 for layer labels); tolerance in seconds; k: also check, in the same pass over the file, that every
+    label is a dictionary id 0..k-1.
     """
-    alignment = LabelAlignment(str(label_path), read_manifest(manifest_path).sizes, label_counts(label_path))
+    manifest = manifest if isinstance(manifest, Manifest) else read_manifest(manifest)
+    manifest_path = manifest.path
+    alignment = LabelAlignment(str(label_path), manifest.sizes, label_counts(label_path, k))
     n_rows, n_lines = len(alignment.num_samples), len(alignment.num_labels)
     if n_lines > n_rows and not alignment.num_labels[n_rows:].any():
         raise LabelAlignmentError(f"{label_path}: ends with {n_lines - n_rows} blank line(s) after its {n_rows} label "

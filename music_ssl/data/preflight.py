@@ -146,16 +146,16 @@ def preflight_manifest(manifest_path, sample_rate: int = SAMPLE_RATE, min_sample
     """
     start = time.perf_counter()
     manifest = read_manifest(manifest_path)
-    if moved_root(manifest):  # one line, not "file not found" per row
-        raise PreflightError(moved_root(manifest))
+    if moved := moved_root(manifest):  # one line, not "file not found" per row
+        raise PreflightError(moved)
     audit = load_fresh_audit(manifest, sample_rate)
     if audit is not None:
         bad = audit_verdicts(manifest, audit.bad, min_sample_size or 0)
         source = f"audit {Path(manifest.path).with_suffix('.audit.json').name}"
     else:
         bad, source = check_rows(manifest, sample_rate, min_sample_size or 0, threads), "file headers"
-    if moved_root(manifest, sum(row.kind == "missing" for row in bad)):
-        raise PreflightError(moved_root(manifest, sum(row.kind == "missing" for row in bad)))
+    if moved := moved_root(manifest, sum(row.kind == "missing" for row in bad)):
+        raise PreflightError(moved)
     if bad:
         raise PreflightError(preflight_message(manifest, bad, source))
     logger.info("%s: pre-flight OK, %d rows (%s, %.1f s)", manifest.path, len(manifest), source,

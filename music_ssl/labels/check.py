@@ -124,12 +124,13 @@ def check_stage(tsv_dir, lab_dir, split: str, label_rate: Optional[float] = None
     """
     tsv, km = Path(tsv_dir) / f"{split}.tsv", Path(lab_dir) / f"{split}.km"
     k = read_dictionary(lab_dir)
-    check_sidecar(km, k, label_rate, read_manifest(tsv))
+    manifest = read_manifest(tsv)
+    check_sidecar(km, k, label_rate, manifest)
     label_rate = label_rate_of(km, k) if label_rate is None else label_rate
-    check_label_alignment(str(tsv), str(km), label_rate, sample_rate, tolerance)
+    check_label_alignment(manifest, str(km), label_rate, sample_rate, tolerance)
     classes, names = (None, [])
     if reference is not None:
-        classes, names = load_reference(reference, reference_column, read_manifest(tsv))
+        classes, names = load_reference(reference, reference_column, manifest)
     report = cluster_report(split, km, k, classes, names)
     for line in report.lines():
         logger.info(line)

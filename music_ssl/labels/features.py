@@ -66,8 +66,8 @@ def dump_features(tsv_dir, split: str, nshard: int, rank: int, feat_dir, extract
     Raises AudioError naming the file for unreadable, empty, wrong-rate, multi-channel or changed audio.
     """
     manifest = read_manifest(Path(tsv_dir) / f"{split}.tsv")
-    if moved_root(manifest):  # one line for a moved corpus, not "file not found" for its first row
-        raise ManifestError(moved_root(manifest))
+    if moved := moved_root(manifest):  # one line for a moved corpus, not "file not found" for its first row
+        raise ManifestError(moved)
     start, end = shard_range(len(manifest), nshard, rank)
     sizes = manifest.sizes[start:end]
     npy, lengths_path = feature_paths(feat_dir, split, nshard, rank)

@@ -15,7 +15,6 @@ from typing import Optional
 
 import numpy as np
 
-
 from ...core.atomic import atomic_path
 from ...core.fingerprint import json_sha256
 from ...core.version import __version__
