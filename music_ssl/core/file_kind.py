@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 SAFETENSORS_HEADER_LIMIT = 100 << 20  # the safetensors format's own cap on its JSON header (100 MB)
-AUDIO_MAGIC = {b"RIFF": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3", b"FORM": "AIFF"}
+AUDIO_MAGIC = {b"RIFF": "WAV", b"RIFX": "WAV", b"RF64": "WAV", b"fLaC": "FLAC", b"OggS": "Ogg", b"ID3": "MP3",
+               b"FORM": "AIFF", b"caff": "CAF", b"wvpk": "WavPack", b".snd": "AU"}  # the one table of audio magics
 
 
 PHRASES = {
@@ -25,7 +26,7 @@ PHRASES = {
 
 def file_format(path) -> Optional[str]:
     """``path``'s format from its first bytes: "torch" (torch.save's zip, or a legacy pickle), "npy", "npz",
-    "safetensors-kmeans", "safetensors-weights", "safetensors", "audio:<WAV|FLAC|Ogg|MP3|AIFF>", or None
+    "safetensors-kmeans", "safetensors-weights", "safetensors", "audio:<WAV|FLAC|Ogg|MP3|AIFF|CAF|WavPack|AU>", or None
     (another format, or unreadable)."""
     path = Path(path)
     try:

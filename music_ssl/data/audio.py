@@ -28,6 +28,7 @@ from typing import Iterator, NamedTuple, Optional, Tuple
 import numpy as np
 import soundfile as sf
 
+from ..core.file_kind import AUDIO_MAGIC
 from .errors import AudioError, MissingAudioError
 from .resample import resample, resample_blocks
 
@@ -48,7 +49,6 @@ WAV_PCM, WAV_FLOAT, WAV_EXTENSIBLE = 1, 3, 0xFFFE  # WAVE format tags (extensibl
 BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block when a track is streamed
 DECODE_BLOCK = 1 << 18  # samples decoded per read when a whole file is checked (1 MiB of float32)
 # first bytes of the containers soundfile reads (RIFF/RF64 wav, FLAC, Ogg, AIFF, CAF, WavPack, AU, mp3 with ID3)
-AUDIO_MAGIC = (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"caff", b"wvpk", b".snd", b"ID3")
 _local = threading.local()  # one reused decode buffer per thread
 
 
@@ -85,7 +85,7 @@ def describe_unopenable(path, err: Exception) -> Problem:
         return Problem("unreadable", f"cannot be opened ({os_err.strerror or os_err})")
     if not head:
         return Problem("empty", "an empty file (0 bytes), not audio")
-    if head.startswith(AUDIO_MAGIC) or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa"):
+    if head.startswith(tuple(AUDIO_MAGIC)) or head[:2] in (b"\xff\xfb", b"\xff\xf3", b"\xff\xf2", b"\xff\xfa"):
         return Problem("unreadable", f"damaged audio, cannot be opened (soundfile: {reason})")
     return Problem("not audio", f"not an audio file (soundfile: {reason}); it holds {describe_bytes(head)}")
 
