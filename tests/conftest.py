@@ -199,9 +199,10 @@ def tiny_checkpoints(tmp_path_factory, session_corpus):
     """``{"music2vec": path, "music_hubert": path}``: tiny models trained 2 updates once per session."""
     out = tmp_path_factory.mktemp("tiny_checkpoints")
     hubert_labels = (f"task.label_dir={session_corpus}", "task.label_rate=50")
+    crops = ("task.crop_reading=true", "dataset.num_workers=1")  # what the base configs run: seek + read in a worker
     return {
-        "music2vec": train_tiny("music2vec_tiny", session_corpus, out / "music2vec"),
-        "music_hubert": train_tiny("music_hubert_tiny", session_corpus, out / "music_hubert", *hubert_labels),
+        "music2vec": train_tiny("music2vec_tiny", session_corpus, out / "music2vec", *crops),
+        "music_hubert": train_tiny("music_hubert_tiny", session_corpus, out / "music_hubert", *hubert_labels, *crops),
     }
 
 

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 import fairseq.examples.data2vec.models.data2vec_audio as stock_data2vec
 import fairseq.models.hubert.hubert as stock_hubert
 import music_ssl  # noqa: F401  (registers our models and tasks)
+from music_ssl.data.crop import crop_start
 from conftest import REPO, write_clips, write_manifest, write_random_labels
 from fairseq import tasks
 from fairseq.data.data_utils import compute_mask_indices
@@ -38,7 +39,8 @@ LOGGED = {  # logged values compared exactly (timing keys differ between any two
     "music2vec": ("loss", "target_var", "pred_var", "ema_decay", "gnorm", "lr"),
 }
 STOCK_NAMES = {"music_hubert": ("hubert", "hubert_pretraining"), "music2vec": ("data2vec_audio", "audio_pretraining")}
-OUR_TASK_KEYS = ("crop_seconds", "bf16_autocast", "label_tolerance", "bucket_seconds")  # task fields stock fairseq does not have
+# task fields stock fairseq does not have
+OUR_TASK_KEYS = ("crop_seconds", "bf16_autocast", "label_tolerance", "bucket_seconds", "crop_reading")
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +269,47 @@ def test_bucketing_changes_only_which_clips_share_a_batch(corpus, masks, model):
     a, b = run(ours, masks, kind, batches=batches), run(stock, masks, kind, batches=batches)
     assert_same_history(a, b)
     assert {s["sample"]["net_input"]["source"].shape[1] for s in a} == {24000, 32000}
+
+
+class StockOffsets:
+    """Stands in for ``np.random.randint`` while the stock arm collates: returns, in batch order, the crop offsets
+    crop reading drew for the same clips (``crop_start(seed, epoch 1, id, slack)``), checking that fairseq asks for
+    the same range ``0..slack``."""
+
+    def __init__(self, sizes: np.ndarray, crop: int, batches: list, seed: int = 1):
+        self.queue = []
+        for ids in batches:
+            target = min(min(int(sizes[i]) for i in ids), crop)
+            self.queue += [(int(sizes[i]) - target, crop_start(seed, 1, i, int(sizes[i]) - target)) for i in ids
+                           if sizes[i] > target]
+
+    def __call__(self, low, high):
+        slack, offset = self.queue.pop(0)
+        assert (low, high) == (0, slack + 1), "fairseq draws the offset from another range"
+        return offset
+
+
+@pytest.mark.parametrize("model", ["music_hubert", "music2vec"])
+def test_crop_reading_changes_only_where_the_offsets_come_from(corpus, masks, model, monkeypatch):
+    """task.crop_reading=true decodes only each crop; fed the offsets crop reading drew, stock fairseq (whole files,
+    then its collater's crop, and for MusicHuBERT its label slicing at round(start × 50 / 16000)) collates the same
+    tensors and trains identically. Most offsets fall between label frames (320 samples apart). Waveform
+    normalisation is off in both arms: fairseq standardises the whole file before cropping, crop reading the crop."""
+    kind = "hubert" if model == "music_hubert" else "music2vec"
+    whole_file_statistics = {"normalize": False}  # crop reading standardises the crop (test_crop_reading.py)
+    ours = build_trainer(tiny_config(model, corpus, False, {"crop_reading": True, **whole_file_statistics}))
+    stock = build_trainer(tiny_config(model, corpus, True, whole_file_statistics))
+    stock.model.load_state_dict(copy.deepcopy(ours.model.state_dict()))
+    assert type(ours.task.dataset("train")).__name__.startswith("CropReading")
+    a = run(ours, masks, kind)
+    dataset = ours.task.dataset("train")
+    batches = [[(step * CLIPS_PER_BATCH + i) % len(dataset) for i in range(CLIPS_PER_BATCH)] for step in range(UPDATES)]
+    offsets = StockOffsets(np.asarray(dataset.sizes), CROP, batches)
+    assert sum(offset % 320 != 0 for _, offset in offsets.queue) > len(offsets.queue) // 2
+    monkeypatch.setattr(np.random, "randint", offsets)
+    b = run(stock, masks, kind)
+    assert not offsets.queue
+    assert_same_history(a, b)
+    if kind == "hubert":
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x["sample"]["target_list"][0], y["sample"]["target_list"][0], rtol=0, atol=0)

@@ -20,6 +20,7 @@ def test_tiny_models_train_two_updates(tiny_checkpoints, model):
     state = torch.load(tiny_checkpoints[model], weights_only=True, map_location="cpu")
     assert state["cfg"]["model"]["_name"] == model
     assert state["optimizer_history"][-1]["num_updates"] == 2
+    assert state["cfg"]["task"]["crop_reading"] and state["cfg"]["dataset"]["num_workers"] == 1
     if model == "music2vec":
         assert "_ema" in state["model"], "the EMA teacher is saved with the student"
 

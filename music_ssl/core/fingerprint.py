@@ -1,7 +1,8 @@
 """The one fingerprint: hex SHA-256 of a file, a folder's files, bytes or text, and a JSON-serialisable object.
 
 Every cache key, completion marker, provenance record and content identity of music-ssl is one of these, so two
-places that fingerprint the same thing always agree.
+places that fingerprint the same thing always agree. :func:`mix64` is the fast integer hash for per-sample draws
+(crop offsets), where a SHA-256 per sample would cost more than the sample.
 """
 import hashlib
 import json
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Iterable, Union
 
 BLOCK_BYTES = 1 << 20  # bytes read per step when hashing a file
+MASK64 = (1 << 64) - 1
 
 
 def file_sha256(path, block: int = BLOCK_BYTES) -> str:
@@ -45,3 +47,14 @@ def stable_int(text: str) -> int:
 def json_sha256(obj) -> str:
     """Hex SHA-256 of a JSON-serialisable object; key order does not matter, other values are hashed as ``str``."""
     return data_sha256(json.dumps(obj, sort_keys=True, default=str))
+
+
+def mix64(*values: int) -> int:
+    """A 64-bit integer hash of non-negative integers, in [0, 2**64): splitmix64's finaliser (Steele et al. 2014)
+    applied after folding in each value, so ``mix64(seed, epoch, index)`` is a uniform, process-independent draw."""
+    x = 0x9E3779B97F4A7C15
+    for value in values:
+        x = (x ^ (value & MASK64)) * 0xBF58476D1CE4E5B9 & MASK64
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EB & MASK64
+        x ^= x >> 31
+    return x

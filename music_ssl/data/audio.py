@@ -12,6 +12,9 @@ Every reader refuses what would silently give wrong results: samples that are no
 float files can hold: one poisons every feature, k-means centroid and gradient it touches) and a file that decodes
 fewer samples than its header declares (truncated). libsndfile reports a cut WAV's length from the bytes present, so
 a WAV whose data chunk declares more bytes than the file holds is caught from its header (:func:`wav_truncation`).
+An MP3 without a Xing/Info header gets a length libsndfile *estimates* from its bitrate, and every read stops
+there (half a VBR song can be lost without an error): its frames are counted (:mod:`music_ssl.data.mp3`) and a
+length off by more than one frame is refused (:func:`mp3_length_problem`, kind ``length``).
 
 Resampling is :mod:`music_ssl.data.resample` (soxr HQ) everywhere. Every failure is an
 :class:`~music_ssl.data.errors.AudioError` whose ``kind`` names the problem and whose message names the file and
@@ -30,6 +33,7 @@ import soundfile as sf
 
 from ..core.file_kind import AUDIO_MAGIC
 from .errors import AudioError, MissingAudioError
+from .mp3 import REENCODE_MP3_FIX, length_mismatch
 from .resample import resample, resample_blocks
 
 SAMPLE_RATE = 16000  # Hz of every manifest the pretraining configs read
@@ -48,6 +52,7 @@ WAV_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data-chunk sizes of a WAV written to a pi
 WAV_PCM, WAV_FLOAT, WAV_EXTENSIBLE = 1, 3, 0xFFFE  # WAVE format tags (extensible: the sub-format's tag is used)
 BLOCK_SECONDS = 10.0  # seconds of source audio decoded per block when a track is streamed
 DECODE_BLOCK = 1 << 18  # samples decoded per read when a whole file is checked (1 MiB of float32)
+MP3_PREROLL = 8 * 1152  # samples decoded and dropped before an MP3 window: reaches past any bit reservoir
 # first bytes of the containers soundfile reads (RIFF/RF64 wav, FLAC, Ogg, AIFF, CAF, WavPack, AU, mp3 with ID3)
 _local = threading.local()  # one reused decode buffer per thread
 
@@ -67,7 +72,8 @@ class AudioInfo(NamedTuple):
 
 class Problem(NamedTuple):
     """Why a file cannot be used: ``kind`` (missing, empty, not audio, unreadable, truncated, non-finite, rate,
-    channels) and ``detail``, a phrase to follow the file name (no fix)."""
+    channels, length: an MP3 whose length libsndfile only estimated) and ``detail``, a phrase to follow the file
+    name (no fix)."""
 
     kind: str
     detail: str
@@ -133,7 +139,7 @@ def format_problem(info: AudioInfo, sample_rate: int = SAMPLE_RATE) -> Optional[
 def inspect_audio(path, sample_rate: int = SAMPLE_RATE, decode: bool = True,
                   decode_float: bool = False) -> Tuple[int, Optional[Problem]]:
     """Check one file as training audio: exists, opens, non-empty, ``sample_rate`` Hz, mono, not a WAV whose data
-    chunk is cut short, decodes to the end, every sample finite.
+    chunk is cut short nor an MP3 whose length libsndfile only estimated, decodes to the end, every sample finite.
 
     Args:
         path: audio file.
@@ -158,7 +164,8 @@ def inspect_audio(path, sample_rate: int = SAMPLE_RATE, decode: bool = True,
     except Exception as err:  # LibsndfileError, RuntimeError, TypeError: soundfile cannot open it
         return 0, describe_unopenable(path, err)
     with f:
-        problem = header_problem(f.frames, f.samplerate, f.channels, sample_rate) or file_truncation(path)
+        problem = (header_problem(f.frames, f.samplerate, f.channels, sample_rate)
+                   or header_length_problem(path, f.frames))
         if problem or not (decode or (decode_float and f.subtype in FLOAT_SUBTYPES)):
             return f.frames, problem
         return decode_to_end(f)
@@ -284,6 +291,23 @@ def file_truncation(path) -> Optional[Problem]:
         return None
 
 
+def mp3_length_problem(path, header_frames: int) -> Optional[Problem]:
+    """The ``length`` :class:`Problem` of an MP3 whose libsndfile sample count ``header_frames`` is not what its
+    frames hold (:func:`music_ssl.data.mp3.length_mismatch`: no Xing/Info header, so libsndfile estimated the
+    length from the bitrate and every read stops there); None for any other file or one that cannot be read."""
+    try:
+        detail = length_mismatch(path, header_frames)
+    except OSError:
+        return None
+    return Problem("length", detail) if detail else None
+
+
+def header_length_problem(path, frames: int) -> Optional[Problem]:
+    """A length the header states wrongly, which decoding to the end cannot see: a cut WAV (:func:`file_truncation`,
+    ``truncated``) or an MP3 whose ``frames`` libsndfile only estimated (:func:`mp3_length_problem`); else None."""
+    return file_truncation(path) or mp3_length_problem(path, frames)
+
+
 def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, duration: Optional[float] = None,
                mono: bool = True, strict: bool = False,
                expected_samples: Optional[int] = None) -> Tuple[np.ndarray, int]:
@@ -300,7 +324,7 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
         path: audio file (any soundfile-readable format: wav, flac, ogg, mp3, ...).
         sample_rate: Hz of the result; None keeps the file's rate (strict: 16000).
         offset / duration: seconds to skip / to read, at the file's rate (None = to the end); only that window
-            is decoded.
+            is decoded (an MP3's from a few frames earlier: :func:`decode_window`).
         mono: average the channels (default); False keeps them (permissive only).
         strict: refuse, rather than convert, a file not in the training format.
         expected_samples: strict only: the manifest's ``num_samples`` for this file (None: not checked).
@@ -312,7 +336,8 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
     Raises:
         MissingAudioError: no such file.
         AudioError: unreadable, empty (or an empty window), truncated (fewer samples decode than the header
-            declares: kind ``truncated``), NaN/Inf samples in the window (kind ``non-finite``), and in strict mode
+            declares: kind ``truncated``), an MP3 whose length libsndfile only estimated (kind ``length``: reads
+            would stop at the estimate), NaN/Inf samples in the window (kind ``non-finite``), and in strict mode
             another rate, more than one channel, or a sample count that differs from the manifest's (the file
             changed after it was made).
     """
@@ -325,9 +350,10 @@ def read_audio(path, sample_rate: Optional[int] = None, offset: float = 0.0, dur
         if info.frames <= 0:
             raise AudioError(f"{path}: holds no audio samples; remove it from the dataset, CSV or corpus.", "empty")
     fix = DROP_ROW_FIX if strict else REENCODE_FIX
-    cut = file_truncation(path)  # a cut WAV: libsndfile's frames already count only the bytes present
+    cut = header_length_problem(path, info.frames)  # a cut WAV, an mp3's estimate: reads would stop there silently
     if cut:
-        raise AudioError(f"{path}: {cut.detail}; {fix}.", cut.kind)
+        mp3_fix = f"{REENCODE_MP3_FIX}, then {MANIFEST_FIX}" if strict else REENCODE_MP3_FIX
+        raise AudioError(f"{path}: {cut.detail}; {mp3_fix if cut.kind == 'length' else fix}.", cut.kind)
     start = int(round(offset * info.sample_rate))
     stop = info.frames if duration is None else min(info.frames, start + int(round(duration * info.sample_rate)))
     if start >= info.frames:
@@ -370,10 +396,33 @@ def check_training_format(path: Path, expected_samples: Optional[int], sample_ra
     return info
 
 
+def seek_read(f: sf.SoundFile, start: int, length: int, always_2d: bool = False,
+              out: Optional[np.ndarray] = None) -> np.ndarray:
+    """Up to ``length`` samples of an open file from sample ``start``, decoding only those -> (n,) or
+    (n, channels) float32 (n < length only where the decoder stops early); with ``out`` ((length,) float32, a mono
+    file), decoded into it and the filled part returned.
+
+    An MP3 window is decoded from up to ``MP3_PREROLL`` samples earlier and that head dropped: after a seek,
+    libmpg123 decodes the first frame of a low-bitrate MPEG-2 stream wrong when its bit reservoir reaches back
+    beyond libmpg123's own pre-roll (measured here: up to 0.04 off in 1-70% of seeks into 16 kHz MP3s)."""
+    pre = min(start, MP3_PREROLL) if f.format == "MP3" else 0
+    if start - pre:
+        f.seek(start - pre)
+    if out is not None and not pre:
+        return f.read(length, dtype="float32", out=out)
+    audio = f.read(length + pre, dtype="float32", always_2d=always_2d)[pre:]
+    if out is None:
+        return audio
+    out[:len(audio)] = audio
+    return out[:len(audio)]
+
+
 def decode_window(path, start: int, stop: int) -> np.ndarray:
-    """Samples ``start:stop`` of an openable file -> (samples, channels) float32, or :class:`AudioError`."""
+    """Samples ``start:stop`` of an openable file -> (samples, channels) float32 (:func:`seek_read`), or
+    :class:`AudioError`."""
     try:
-        audio, _ = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+        with sf.SoundFile(str(path)) as f:
+            audio = seek_read(f, start, stop - start, always_2d=True)
     except Exception as err:  # LibsndfileError mid-stream (a cut FLAC: "lost sync"), RuntimeError
         raise AudioError(f"{path}: truncated or damaged: cannot decode samples {start}-{stop} "
                          f"({sndfile_reason(err)}); {REENCODE_FIX}.", "truncated") from None
@@ -415,15 +464,17 @@ def read_audio_blocks(path, sample_rate: Optional[int] = None,
         (n,) float32 in [-1, 1] at sample_rate Hz.
 
     Raises:
-        AudioError: unreadable or empty, a cut WAV (kind ``truncated``), or (while streaming) truncated: the file
+        AudioError: unreadable or empty, a cut WAV (kind ``truncated``), an MP3 whose length libsndfile only
+            estimated (kind ``length``), or (while streaming) truncated: the file
             does not decode to the end its header declares, or non-finite: a block holds NaN/Inf samples.
     """
     info = audio_info(path)
     if info.frames <= 0:
         raise AudioError(f"{path}: holds no audio samples; delete it or leave it out of the corpus.", "empty")
-    cut = file_truncation(path)
+    cut = header_length_problem(path, info.frames)
     if cut:
-        raise AudioError(f"{path}: {cut.detail}; re-encode it or remove it.", cut.kind)
+        fix = REENCODE_MP3_FIX if cut.kind == "length" else "re-encode it or remove it"
+        raise AudioError(f"{path}: {cut.detail}; {fix}.", cut.kind)
     rate = info.sample_rate if sample_rate is None else int(sample_rate)
     yield from resample_blocks(mono_blocks(path, info, block_seconds), info.sample_rate, rate)
 

@@ -3,9 +3,10 @@
 ``music-ssl-manifest audit DIR`` runs :func:`audit_dir` over every ``DIR/{split}.tsv``. Each row is checked as
 training reads it (:func:`music_ssl.data.audio.inspect_audio`): the file exists, opens as audio, holds samples, is
 16 kHz mono, decodes to the end (a truncated FLAC passes its header but fails here; a WAV whose data chunk is cut
-short is caught from its header), holds only finite samples (no NaN/Inf), decodes to the manifest's
-``num_samples``, and is at least the model's receptive field (and ``min_seconds``) long. Rows are checked in
-small tasks by ``jobs`` worker processes, each decoding block by block into one buffer (memory stays bounded).
+short is caught from its header), is not an MP3 whose length libsndfile only estimated (no Xing/Info header:
+reads stop at the estimate), holds only finite samples (no NaN/Inf), decodes to the manifest's ``num_samples``,
+and is at least the model's receptive field (and ``min_seconds``) long. Rows are checked in small tasks by
+``jobs`` worker processes, each decoding block by block into one buffer (memory stays bounded).
 
 Outputs beside each manifest (written atomically):
 
@@ -34,6 +35,7 @@ from ..core.atomic import write_text_atomic
 from .audio import CONVERT_FIX, MANIFEST_FIX, SAMPLE_RATE, inspect_audio
 from .errors import ManifestError
 from .manifest import Manifest, moved_root, read_manifest, write_manifest
+from .mp3 import REENCODE_MP3_FIX
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +43,7 @@ logger = logging.getLogger(__name__)
 CONV_FEATURE_LAYERS = Wav2Vec2Config.__dataclass_fields__["conv_feature_layers"].default
 RECEPTIVE_FIELD = conv_geometry(CONV_FEATURE_LAYERS)[0]
 ROWS_PER_TASK = 32  # rows one worker checks per task (and per line of the resume file)
-CACHE_VERSION = 2  # bump when a row is checked for more (2: NaN/Inf samples, cut WAV data chunks): redo old audits
+CACHE_VERSION = 3  # bump when a row is checked for more (2: NaN/Inf, cut WAV data chunks; 3: MP3 length estimates)
 BAD_HEADER = "line\trelpath\tnum_samples\tproblem\tdetail\n"
 
 
@@ -63,6 +65,8 @@ def fix_for(kind: str, manifest_path: Path) -> str:
         return f"restore the file, or {drop}"
     if kind == "folder":
         return f"the row names a folder: {MANIFEST_FIX}, or {drop}"
+    if kind == "length":  # the row's num_samples is the estimate too: the re-encoded file needs a new manifest
+        return f"{REENCODE_MP3_FIX}, then {MANIFEST_FIX}, or {drop}"
     if kind == "non-finite":
         return f"repair or replace the file (NaN/Inf samples make every loss and k-means step NaN), or {drop}"
     return f"replace the file (re-encode it as wav/flac), or {drop}"

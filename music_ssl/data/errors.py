@@ -11,7 +11,8 @@ class AudioError(DataError):
     """An audio file is unreadable, empty, or not in the expected format (rate, channels, length).
 
     ``kind`` names the class of problem (``missing``, ``not audio``, ``unreadable``, ``empty``, ``truncated``,
-    ``non-finite``, ``rate``, ``channels``, ``frames``) so callers count skipped files by reason without parsing the message.
+    ``non-finite``, ``rate``, ``channels``, ``frames``, ``length``: an MP3 whose length libsndfile only estimated) so
+    callers count skipped files by reason without parsing the message.
     """
 
     def __init__(self, message: str, kind: str = "unreadable"):

@@ -4,7 +4,8 @@
   Files are streamed in blocks of ``BLOCK_BYTES`` that end at a newline and parsed with numpy (no Python per
   label), so every line of a file of many GB is checked: no control bytes, and — for the usual dictionary of ids
   ``0..k-1`` — every label one of those ids written as fairseq's dictionary writes it (no sign, no leading zero).
-  :func:`label_counts` gives the labels per line, :func:`label_lines` the labels themselves.
+  :func:`label_counts` gives the labels per line, :func:`label_lines` the labels themselves; :func:`line_index`
+  and :func:`read_label_slice` read part of one line (a training crop's labels).
 * ``dict.km.txt`` — ``"<id> 1"`` per cluster, ids ``0..k-1`` in order (:func:`write_dictionary`,
   :func:`read_dictionary`).
 * ``{split}.km.json`` — what label prep recorded about the labels it wrote (:func:`write_sidecar`): the k-means
@@ -138,6 +139,49 @@ def label_lines(label_path, k: int) -> Iterator[np.ndarray]:
     """Each line of ``label_path`` as (T,) int64 ids in 0..k-1, streamed (every label checked)."""
     for per_line, ids in parse_blocks(label_path, k):
         yield from np.split(ids, np.cumsum(per_line)[:-1])
+
+
+def line_index(label_path) -> Tuple[np.ndarray, np.ndarray]:
+    """Where each line of ``label_path`` is, in one streamed pass: (offsets (N+1,) int64 — line ``i`` is bytes
+    ``offsets[i]:offsets[i+1]``, its newline included, as fairseq's ``load_label_offset`` counts them — and labels
+    per line (N,) int64). What a dataset needs to read a slice of one line without parsing the others."""
+    path = Path(label_path)
+    if not path.is_file():
+        raise LabelFileNotFoundError(f"{path}: label file not found; {MAKE_LABELS}.")
+    ends, counts, position = [np.zeros(1, np.int64)], [], 0
+    for block in line_blocks(path):
+        b = np.frombuffer(block, dtype=np.uint8)
+        newlines = np.flatnonzero(b == 10)  # (lines,)
+        line_ends = newlines + 1 if block.endswith(b"\n") else np.append(newlines + 1, len(b))
+        starts, _ = token_bounds(b)
+        counts.append(np.bincount(np.searchsorted(newlines, starts), minlength=len(line_ends)))
+        ends.append(position + line_ends.astype(np.int64))
+        position += len(b)
+    return np.concatenate(ends), (np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64))
+
+
+def read_label_slice(label_path, line: int, byte_range: Tuple[int, int], first: int, stop: int, k: int) -> np.ndarray:
+    """Labels ``first:stop`` of line ``line`` (0-based; bytes ``byte_range`` of the file, from :func:`line_index`)
+    as (stop − first,) int64 ids in 0..k-1. Only the line's first ``stop`` labels are read (ids written by label
+    prep take at most ``len(str(k - 1)) + 1`` bytes each; the rest of the line is read only when they do not fit)
+    and only ``first:stop`` parsed. :class:`LabelFileError` names the line of a label that is not a dictionary id."""
+    size = byte_range[1] - byte_range[0]
+    with open(label_path, "rb") as f:
+        f.seek(byte_range[0])
+        raw = f.read(min(size, stop * (len(str(max(k - 1, 0))) + 1)))
+        b = np.frombuffer(raw, dtype=np.uint8)
+        starts, ends = token_bounds(b)  # (M,) each
+        if len(raw) < size and np.count_nonzero(ends < len(raw)) < stop:  # wider separators: the whole line
+            raw += f.read(size - len(raw))
+            b = np.frombuffer(raw, dtype=np.uint8)
+            starts, ends = token_bounds(b)
+    ids, bad = token_ids(b, starts[first:stop], ends[first:stop], k)
+    if bad is not None:
+        token = raw[starts[first + bad]: ends[first + bad]].decode(errors="replace")
+        raise LabelFileError(f"{label_path}: line {line + 1} has label {token!r}, not an id 0..{k - 1} of the "
+                             f"dictionary (dict.km.txt, k={k}); make dict.km.txt and the .km files in the same "
+                             f"music-ssl-kmeans run.")
+    return ids
 
 
 def check_label_vocabulary(label_path, symbols: Sequence[str]) -> None:

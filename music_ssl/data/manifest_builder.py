@@ -8,8 +8,9 @@ manifest cannot hold (a TAB, a line break, leading whitespace, bytes that are no
 decoding, and a split without rows is not written (every reader refuses an empty manifest).
 
 A plain scan decodes every file to the end (in ``jobs`` worker processes) and lists the decoded sample count:
-a file that is cut short (whose header still looks fine), holds NaN/Inf samples, is not audio, is not 16 kHz mono
-(stereo is refused; ``convert_dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is
+a file that is cut short (whose header still looks fine), holds NaN/Inf samples, is an MP3 whose length libsndfile
+only estimated (no Xing/Info header: reads would stop at the estimate), is not audio, is not 16 kHz mono (stereo is
+refused; ``convert_dir`` downmixes) or is shorter than ``min_seconds`` (default 1 s, as the converter) is
 skipped.
 """
 import logging
@@ -27,6 +28,7 @@ from .audio import AUDIO_EXTENSIONS, SAMPLE_RATE, inspect_audio
 from .convert import MIN_SECONDS, convert_track
 from .errors import AudioError, ManifestError
 from .manifest import UNHOLDABLE, name_problem, printable, root_problem, write_manifest
+from .mp3 import REENCODE_MP3_FIX
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +37,11 @@ SHORT = "shorter than min_seconds"
 NAME = "name a manifest cannot hold"  # a TAB, a line break, leading whitespace or bytes that are not UTF-8
 SKIP_REASONS = {"missing": "unreadable", "unreadable": "unreadable", "not audio": "not audio", "empty": "empty",
                 "truncated": "truncated", "non-finite": "non-finite samples", "rate": "not 16 kHz mono",
-                "channels": "not 16 kHz mono", "folder": "unreadable"}
+                "channels": "not 16 kHz mono", "folder": "unreadable", "length": "MP3 length only estimated"}
 CONVERT_FIX = "set convert_dir to convert the corpus to 16 kHz mono FLAC (stereo is downmixed)"
 SKIP_FIXES = {"empty": "delete it", "not audio": "remove it or rename it (files are listed by extension)",
               "non-finite": "repair or replace it (NaN/Inf samples poison training and k-means), or remove it",
-              "rate": CONVERT_FIX, "channels": CONVERT_FIX}
+              "rate": CONVERT_FIX, "channels": CONVERT_FIX, "length": REENCODE_MP3_FIX}
 
 
 @dataclass

@@ -18,7 +18,9 @@ understand, goes through ``soundfile``. Threads overlap the file reads. Two chec
 their failure would train on wrong data or die unnamed in fairseq's NaN detector: a WAV whose data chunk declares
 more bytes than the file holds is ``truncated`` (libsndfile would read the bytes present as a complete, shorter
 file), and rows of float samples (WAV/AIFF/… ``FLOAT``/``DOUBLE``, the only formats that can hold NaN/Inf) are
-decoded and refused as ``non-finite`` if any sample is NaN/Inf; a fresh audit spares that decode.
+decoded and refused as ``non-finite`` if any sample is NaN/Inf; a fresh audit spares that decode. An MP3 without a
+Xing/Info header, whose length libsndfile only estimates from its bitrate (reads stop there), is ``length``: its
+frame headers are walked (a few ms; an MP3 whose Xing/Info header covers the file is cleared from its first KB).
 """
 import logging
 import os

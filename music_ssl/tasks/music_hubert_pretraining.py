@@ -7,10 +7,12 @@ from typing import Optional
 from fairseq.criterions.hubert_criterion import HubertCriterion
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
+from omegaconf import II
 
-from ..core.errors import LabelError
+from ..core.errors import ConfigError, LabelError
 from ..data.bucketing import BUCKET_SECONDS_HELP, maybe_bucket
-from ..data.crop import CROP_SECONDS_HELP, crop_samples
+from ..data.crop import CROP_READING_HELP, CROP_SECONDS_HELP, crop_samples
+from ..data.crop_reading_hubert_dataset import CropReadingHubertDataset
 from ..data.label_alignment import TOLERANCE_SECONDS, check_label_alignment
 from ..data.label_files import (MAKE_LABELS, LabelFileNotFoundError, check_label_vocabulary, check_sidecar,
                                 dictionary_ids, dictionary_path, recorded_label_rate)
@@ -35,6 +37,8 @@ class MusicHubertPretrainingConfig(HubertPretrainingConfig):
     label_tolerance: float = field(
         default=TOLERANCE_SECONDS,
         metadata={"help": "max |audio seconds − labels / label_rate| per row before loading fails (fairseq's 0.1 s)"})
+    crop_reading: bool = field(default=False, metadata={"help": CROP_READING_HELP})
+    seed: int = field(default=II("common.seed"), metadata={"help": "seed of the crop offsets (task.crop_reading)"})
 
 
 @register_task("music_hubert_pretraining", dataclass=MusicHubertPretrainingConfig)
@@ -109,8 +113,25 @@ class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrain
         self.use_label_rate()
         if not self.cfg.fine_tuning:
             self.check_labels(split)
-        super().load_dataset(split, **kwargs)
+        if self.cfg.crop_reading:
+            self.datasets[split] = self.crop_reading_dataset(split)
+        else:
+            super().load_dataset(split, **kwargs)
         self.datasets[split] = maybe_bucket(self.datasets[split], self.cfg.bucket_seconds, self.cfg.sample_rate, split)
+
+    def crop_reading_dataset(self, split: str) -> CropReadingHubertDataset:
+        """The dataset fairseq's ``load_dataset`` builds (``HubertDataset``, same arguments), reading crops only."""
+        if self.cfg.fine_tuning:
+            raise ConfigError("task.crop_reading is for pretraining on frame labels; set task.crop_reading=false "
+                              "with task.fine_tuning=true.")
+        return CropReadingHubertDataset(
+            f"{self.cfg.data}/{split}.tsv", sample_rate=self.cfg.sample_rate,
+            label_paths=[f"{self.get_label_dir()}/{split}.{label}" for label in self.cfg.labels],
+            label_rates=self.cfg.label_rate, pad_list=[d.pad() for d in self.dictionaries],
+            eos_list=[d.eos() for d in self.dictionaries], dictionaries=self.dictionaries, seed=self.cfg.seed,
+            max_keep_sample_size=self.cfg.max_keep_size, min_keep_sample_size=self.cfg.min_sample_size,
+            max_sample_size=self.cfg.max_sample_size, pad_audio=self.cfg.pad_audio, normalize=self.cfg.normalize,
+            random_crop=self.cfg.random_crop, single_target=self.cfg.single_target)
 
     def check_labels(self, split: str) -> None:
         """Label lines == manifest rows, durations agree at ``label_rate``, symbols are in the dictionary."""
