@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 import music_ssl  # noqa: E402,F401  (registers our tasks)
 from music_ssl.data.label_files import write_sidecar  # noqa: E402
 from music_ssl.data.manifest import read_manifest  # noqa: E402
+from music_ssl.tasks import fields_beyond_stock  # noqa: E402
 
 logger = logging.getLogger("input_pipeline")
 
@@ -68,7 +69,6 @@ TASKS = {  # name -> (shipped config, stock fairseq task)
     "music2vec": ("music2vec_base", "audio_pretraining"),
     "music_hubert": ("music_hubert_base", "hubert_pretraining"),
 }
-OUR_TASK_KEYS = ("crop_seconds", "bf16_autocast", "label_tolerance", "bucket_seconds", "crop_reading", "seed")
 GPU_RATE = 2000.0  # audio-s/s one GPU trains on (the sizing figure)
 MEMORY_BATCH = 4096
 MEMORY_CROP = 5 * RATE
@@ -160,9 +160,9 @@ def task_config(task_name: str, stock: bool, data: Path, crop_seconds: float):
     if task_name == "music_hubert":
         cfg["task"]["label_dir"] = str(data)
     if stock:
-        cfg["task"]["_name"] = stock_task
-        for key in OUR_TASK_KEYS:
+        for key in fields_beyond_stock(cfg["task"]["_name"]):
             cfg["task"].pop(key, None)
+        cfg["task"]["_name"] = stock_task
         cfg["task"]["max_sample_size"] = int(round(crop_seconds * RATE))
         if task_name == "music_hubert":
             cfg["task"]["label_rate"] = LABEL_RATE  # stock reads no record

@@ -9,6 +9,10 @@ all N frames from host memory (ours: ``KMeansModel.predictor``, chunked on the d
     python benchmarks/kmeans_bench.py --case 200000,39,500 --device cpu --threads 1 --apply-only   # apply only
 
     python benchmarks/kmeans_bench.py --sample-sweep 400000,39,500 --device cpu --threads 2   # sample size effect
+    # the memory cap at the papers' scale (1000 h at 50 Hz = 180M frames of 768-d, k=2000), as the same frames per
+    # cluster at k=32 (results: music_ssl/labels/sampling.py)
+    python benchmarks/kmeans_bench.py --sample-sweep 300000,768,32 --scale 180000000,2000 --mixture 16,0.5 \
+        --repeats 3 --device cpu --threads 2
 
 Targets (GPU): fit 1M×39 k=500 ≥ 50× faster than sklearn with inertia ≤ 1.01×; apply ≥ 100M frames/min.
 Prints one row per (case, backend) and the ratios ours / sklearn.
@@ -33,15 +37,23 @@ from music_ssl.labels.sampling import FRAMES_PER_CLUSTER, default_sample_size  #
 DEFAULT_CASES = ["1000000,39,500", "1000000,768,2000"]
 
 
-def synthetic_frames(n: int, dim: int, k: int, seed: int = 0) -> np.ndarray:
-    """(n, dim) float32: 2k Gaussian centres, unit noise, every dimension scaled by linspace(3, 0.3)."""
+DEFAULT_MIXTURE = "2,2.0"
+SCALE_FRACTIONS = (0.05, 0.1)  # --scale: fractions of the real corpus compared with the memory cap's
+
+
+def synthetic_frames(n: int, dim: int, k: int, seed: int = 0, centres_per_cluster: int = 2,
+                     spread: float = 2.0) -> np.ndarray:
+    """(n, dim) float32: ``centres_per_cluster`` × k Gaussian centres of std ``spread``, unit noise, every
+    dimension scaled by linspace(3, 0.3). The defaults (2, 2.0) give well-separated blobs; many overlapping centres
+    (e.g. 16, 0.5) give a density closer to continuous, where k-means has many near-equal optima."""
     rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((2 * k, dim)).astype(np.float32) * 2.0
+    centres = rng.standard_normal((centres_per_cluster * k, dim)).astype(np.float32) * spread
     scale = np.linspace(3.0, 0.3, dim, dtype=np.float32)
     out = np.empty((n, dim), dtype=np.float32)
     for first in range(0, n, 1 << 16):  # chunks keep temporaries small for 768-d
         m = min(1 << 16, n - first)
-        out[first: first + m] = (centres[rng.integers(0, 2 * k, m)] + rng.standard_normal((m, dim), np.float32)) * scale
+        ids = rng.integers(0, len(centres), m)
+        out[first: first + m] = (centres[ids] + rng.standard_normal((m, dim), np.float32)) * scale
     return out
 
 
@@ -147,44 +159,86 @@ def usage_stats(labels: np.ndarray, k: int) -> tuple:
     return int((counts == 0).sum()), float(np.exp(-(p * np.log(p)).sum()))
 
 
-def sample_sweep(spec: str, device: torch.device, seed: int) -> list:
-    """Fit on samples of growing size (frames per cluster: 8, 32, the 10% of fairseq's recipe, 100, 256 = our
-    default floor, all) and measure each fit on ALL N frames: inertia relative to the all-frames fit, dead clusters
-    and usage perplexity. Shows what ``music_ssl.labels.sampling``'s rule buys over a smaller sample."""
-    n, dim, k = (int(v) for v in spec.split(","))
-    x = synthetic_frames(n, dim, k, seed)
-    rng = np.random.default_rng(seed)
-    sizes = {f"{m} per cluster": m * k for m in (8, 32, 100, FRAMES_PER_CLUSTER)}
-    sizes["10% (fairseq)"] = int(np.ceil(0.1 * n))
-    sizes["default rule"] = default_sample_size(n, dim, k)
+def sweep_sizes(n: int, dim: int, k: int, scale=None) -> dict:
+    """Sample sizes of the sweep, by name. Without ``scale``: 8, 32, 100 and 256 (our floor) frames per cluster,
+    10 % of the N frames (fairseq's recipe), our default rule on N frames, all N. With ``scale`` = (TOTAL, K), a
+    real fit of TOTAL frames and K clusters: the frames per cluster that our default rule (the memory cap, at
+    TOTAL frames of ``dim``-d) and 5 % / 10 % of TOTAL give there, times k here; plus 256 per cluster and all N."""
+    if scale is None:
+        sizes = {f"{m} per cluster": m * k for m in (8, 32, 100, FRAMES_PER_CLUSTER)}
+        sizes["10% (fairseq)"] = int(np.ceil(0.1 * n))
+        sizes["default rule"] = default_sample_size(n, dim, k)
+    else:
+        total, real_k = scale
+        real = {"default rule": default_sample_size(total, dim, real_k)}
+        sizes = {f"{FRAMES_PER_CLUSTER} per cluster": FRAMES_PER_CLUSTER * k}
+        for name, frames in [*real.items(), *(("", int(np.ceil(f * total))) for f in SCALE_FRACTIONS)]:
+            sizes[f"{100 * frames / total:.2f}% of {total} {name}".rstrip()] = round(frames / real_k * k)
     sizes["all frames"] = n
+    return {name: min(size, n) for name, size in sizes.items()}
+
+
+def sample_sweep(spec: str, device: torch.device, seed: int, scale=None, mixture: str = DEFAULT_MIXTURE,
+                 repeats: int = 1, fit_args: dict = None) -> list:
+    """Fit on samples of growing size (:func:`sweep_sizes`) and measure each fit on ALL N frames: inertia relative
+    to the all-frames fit, dead clusters and usage perplexity. Each size is fitted ``repeats`` times (seeds
+    ``seed``, ``seed + 1``, …: another sample and k-means++ draw); the ratio is mean over mean, ± half the range
+    of the per-repeat ratios (each against the all-frames fit of the same seed), which shows the seed-to-seed noise
+    a difference must exceed. Shows what ``music_ssl.labels.sampling``'s rule buys over a smaller or a larger
+    sample. ``fit_args``: ``max_iter`` / ``tol`` for :func:`fit_torch` (absent: the fit's defaults)."""
+    fit_args = {name: value for name, value in (fit_args or {}).items() if value is not None}
+    n, dim, k = (int(v) for v in spec.split(","))
+    per_cluster, spread = mixture.split(",")
+    start = time.perf_counter()
+    x = synthetic_frames(n, dim, k, seed, int(per_cluster), float(spread))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    print(f"device: {name}; {n}x{dim} k={k}, mixture {mixture} (centres per cluster, spread); scale {scale}; "
+          f"repeats {repeats}; fit {fit_args or 'defaults'}; data made in {time.perf_counter() - start:.1f} s",
+          flush=True)
     rows = []
-    for name, size in sorted(sizes.items(), key=lambda item: item[1]):
-        size = min(size, n)
-        sample = x[np.sort(rng.choice(n, size, replace=False))] if size < n else x
-        start = time.perf_counter()
-        fit = fit_torch(sample, k, seed=seed, device=device)
-        fit_s = time.perf_counter() - start
-        labels, dists = nearest(torch.from_numpy(x).to(device), torch.from_numpy(fit.centroids).to(device))
-        dead, perplexity = usage_stats(labels.cpu().numpy(), k)
-        rows.append({"case": f"{n}x{dim} k={k}", "sample": name, "frames": size, "fit_s": fit_s,
-                     "inertia": float(dists.double().mean()), "dead": dead, "usage_perplexity": perplexity})
-    full = rows[-1]["inertia"]
+    for label, size in sorted(sweep_sizes(n, dim, k, scale).items(), key=lambda item: item[1]):
+        runs = []
+        for r in range(repeats):
+            rng = np.random.default_rng([seed, r, size])
+            sample = x[np.sort(rng.choice(n, size, replace=False))] if size < n else x
+            start = time.perf_counter()
+            fit = fit_torch(sample, k, seed=seed + r, device=device, **fit_args)
+            fit_s = time.perf_counter() - start
+            del sample
+            labels, dists = nearest(torch.from_numpy(x).to(device), torch.from_numpy(fit.centroids).to(device))
+            dead, perplexity = usage_stats(labels.cpu().numpy(), k)
+            runs.append({"inertia": float(dists.double().mean()), "dead": dead, "perplexity": perplexity,
+                         "fit_s": fit_s, "iters": fit.n_iter})
+        rows.append({"case": f"{n}x{dim} k={k}", "sample": label, "frames": size, "per_cluster": size / k,
+                     "fit_s": float(np.mean([r["fit_s"] for r in runs])),
+                     "iters": float(np.mean([r["iters"] for r in runs])),
+                     "inertia": float(np.mean([r["inertia"] for r in runs])),
+                     "inertias": [r["inertia"] for r in runs], "dead": max(r["dead"] for r in runs),
+                     "usage_perplexity": float(np.mean([r["perplexity"] for r in runs]))})
+    full = rows[-1]
     for row in rows:
-        row["inertia_vs_all"] = row["inertia"] / full
-        print(f"{row['case']:>20s}  {row['sample']:>16s}  {row['frames']:>9d} frames  fit {row['fit_s']:7.2f} s  "
-              f"inertia {row['inertia_vs_all']:.4f}x all-frames fit  dead {row['dead']:>4d}  "
+        ratios = np.array(row["inertias"]) / np.array(full["inertias"])
+        row["inertia_vs_all"] = row["inertia"] / full["inertia"]
+        row["inertia_vs_all_halfrange"] = float(ratios.max() - ratios.min()) / 2
+        print(f"{row['case']:>18s}  {row['sample']:>30s}  {row['frames']:>8d} frames ({row['per_cluster']:7.0f}/cl)  "
+              f"fit {row['fit_s']:6.1f} s ({row['iters']:5.1f} it)  inertia {row['inertia']:.5g} = "
+              f"{row['inertia_vs_all']:.5f}±{row['inertia_vs_all_halfrange']:.5f}x all-frames fit  "
+              f"dead {row['dead']:>4d}  "
               f"usage perplexity {row['usage_perplexity']:7.1f}/{k}", flush=True)
     return rows
 
 
 def main(case=None, device: str = "auto", threads: int = None, seed: int = 0, skip_sklearn: bool = False,
-         apply_only: bool = False, sample_sweep_case=None) -> list:
+         apply_only: bool = False, sample_sweep_case=None, scale=None, mixture: str = DEFAULT_MIXTURE,
+         repeats: int = 1, max_iter: int = None, tol: float = None) -> list:
     device = resolve_device(device)
     if sample_sweep_case:
         if threads:
             torch.set_num_threads(threads)
-        return [row for spec in sample_sweep_case for row in sample_sweep(spec, device, seed)]
+        scale = tuple(int(v) for v in scale.split(",")) if isinstance(scale, str) else scale
+        fit_args = {"max_iter": max_iter, "tol": tol}
+        return [row for spec in sample_sweep_case
+                for row in sample_sweep(spec, device, seed, scale, mixture, repeats, fit_args)]
     if threads:
         torch.set_num_threads(threads)
     with threadpool_limits(limits=threads):  # sklearn's OpenMP/BLAS get the same threads as torch
@@ -207,6 +261,18 @@ def cli() -> None:
     p.add_argument("--sample-sweep", dest="sample_sweep_case", action="append", metavar="N,D,K",
                    help="instead of the timing cases: inertia (on all N frames) and cluster usage against the fit's "
                         "sample size (repeatable), e.g. 400000,39,500")
+    p.add_argument("--scale", metavar="TOTAL,K",
+                   help="--sample-sweep: compare the samples a real fit of TOTAL frames with K clusters would take "
+                        "(our default rule, 5%% and 10%% of TOTAL), as the same frames per cluster at this k; e.g. "
+                        "180000000,2000 (1000 h at 50 Hz, iteration 2)")
+    p.add_argument("--mixture", default=DEFAULT_MIXTURE, metavar="C,S",
+                   help="--sample-sweep data: C x k Gaussian centres of std S (default %(default)s: separated "
+                        "blobs; e.g. 16,0.5: overlapping, nearer a continuous feature distribution)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="--sample-sweep: fits per sample size (other sample, other init) to show the seed noise")
+    p.add_argument("--max-iter", type=int, help="--sample-sweep: Lloyd iterations at most (default: the fit's)")
+    p.add_argument("--tol", type=float, help="--sample-sweep: the fit's relative-improvement stop (default: the "
+                                             "fit's; 0 runs all --max-iter iterations)")
     logging.basicConfig(level=logging.WARNING, force=True)
     main(**vars(p.parse_args()))
 

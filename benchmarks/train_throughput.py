@@ -28,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import music_ssl  # noqa: E402,F401
+from music_ssl.tasks import fields_beyond_stock  # noqa: E402
 
 PEAK_FLOPS = 989e12  # H100 SXM bf16 dense
 PRESETS = {  # family -> (our config, stock model name, stock task name)
@@ -35,7 +36,6 @@ PRESETS = {  # family -> (our config, stock model name, stock task name)
     "tiny": {"hubert": "music_hubert_tiny", "data2vec": "music2vec_tiny"},
 }
 STOCK = {"hubert": ("hubert", "hubert_pretraining"), "data2vec": ("data2vec_audio", "audio_pretraining")}
-OUR_TASK_KEYS = ("crop_seconds", "label_tolerance", "bf16_autocast", "bucket_seconds")
 # the speed options of the "ours" arms (music_ssl/models/fast_paths.py, masking.py, data/bucketing.py);
 # required_seq_len_multiple=1 drops the one masked pad frame that odd frame counts get (exact: it is masked and cut)
 OUR_MODEL_OPTIONS = {"sdpa_attention": True, "pos_conv_fp32": True, "seeded_masks": True, "required_seq_len_multiple": 1}
@@ -79,9 +79,10 @@ def arm_config(family: str, preset: str, stock: bool, data: Path, max_tokens: in
     cfg["task"]["crop_seconds"] = crop_seconds
     cfg["task"]["max_sample_size"] = None
     if stock:
+        ours = cfg["task"]["_name"]
         cfg["model"]["_name"], cfg["task"]["_name"] = STOCK[family]
         cfg["task"]["max_sample_size"] = int(crop_seconds * 16000)
-        for key in OUR_TASK_KEYS:
+        for key in fields_beyond_stock(ours):
             cfg["task"].pop(key, None)
         cfg["common"]["fp16"] = gpu
     else:

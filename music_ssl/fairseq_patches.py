@@ -1,4 +1,5 @@
-"""One-function overrides of fairseq, applied on ``import music_ssl`` (so in every trainer process).
+"""One-function overrides of fairseq (and one of submitit, which runs it on Slurm), applied on ``import music_ssl`` (so
+in every trainer process).
 
 1. **Atomic checkpoint copies.** fairseq writes the first checkpoint of a save atomically (``X.tmp`` then rename,
    ``checkpoint_utils.torch_persistent_save``) but *copies* it to the others (``checkpoint_last.pt`` after
@@ -16,17 +17,41 @@
    leaves no ``X.tmp``: :func:`torch_persistent_save` (fairseq retries a refused save twice, 2.5 s apart, logs a
    traceback and leaves ``checkpoint_best.pt.tmp``), :func:`atomic_copy`, and :func:`verify_checkpoint_directory`
    (fairseq's check at start that ``checkpoint.save_dir`` can be written, before the model is built).
+5. **CPU tasks under Slurm.** fairseq's Slurm rendezvous (``distributed_utils._infer_slurm_init``: ranks from
+   ``SLURM_PROCID``, ``tcp://<first node>:distributed_port``) takes each task's CUDA device from ``SLURM_LOCALID``
+   and then selects it, which raises "no NVIDIA driver" in every task but a node's first when there is no CUDA
+   (``run/slurm_cpu.yaml``, ``tests/test_slurm.py``). Without CUDA a task's device index stays 0 (there is no
+   device to select); with CUDA the rendezvous is fairseq's own.
+6. **Resume on more than one rank.** fairseq's trainer reads ``checkpoint_last.pt`` on rank 0 alone and sends the
+   state to the others (``distributed_utils.broadcast_object``: ``torch.save`` there, ``torch.load`` here). The read
+   made the state's ``cfg`` an OmegaConf ``DictConfig``, which torch's safe unpickler (``weights_only``, on since
+   torch 2.6 and kept on by ``music_ssl``) refuses on the receiving ranks: a resume on 2+ ranks (one node's GPUs,
+   torchrun, Slurm) stopped there, and so would any state with a tensor in it (fairseq sends tensors apart and
+   pickles a ``_TensorPlaceholder`` in their place). :func:`broadcast_object` sends OmegaConf values of a dict as
+   the plain containers the file holds, makes them OmegaConf configs again on arrival, and allows fairseq's
+   placeholder (a frozen dataclass holding an index) while it unpickles; ``weights_only`` stays on.
+7. **submitit's requeue outlives the requeue** (submitit runs fairseq on Slurm: ``run/slurm_*.yaml``). On USR2 (the
+   time limit near, or a preemption) submitit's handler in rank 0 runs ``scontrol requeue JOBID``, and the requeue
+   makes Slurm send SIGTERM to every process of the job, that ``scontrol`` included: when it arrived first
+   (seen on the test cluster at a real time limit), submitit raised "died with SIGTERM", the launcher reported
+   the job failed and stopped waiting, and Slurm ran the requeued job with nobody waiting for it.
+   :func:`requeue_ignoring_sigterm` runs it with SIGTERM ignored (a child inherits an ignored signal through
+   exec); submitit's task ignores SIGTERM anyway (it logs and bypasses it).
 """
 import logging
 import os
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 from fairseq import checkpoint_utils, utils
+from fairseq.distributed import utils as distributed_utils
 from fairseq.file_io import PathManager
+from omegaconf import OmegaConf
+from submitit.slurm.slurm import SlurmJobEnvironment
 
 from .core.atomic import discard, disk_errno, disk_error
 
@@ -36,6 +61,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 TMP_SUFFIX = ".tmp"  # fairseq's own suffix for atomic saves (torch_persistent_save)
 SAVE_DIR_FIX = "set checkpoint.save_dir to a folder on another disk"
 SAVE_TRIES, SAVE_RETRY_SECONDS = 3, 2.5  # fairseq's retries of a failed save (a flaky network store)
+SENT_CONFIGS = "__music_ssl_omegaconf_keys__"  # in a broadcast dict: {key: struct flag} of its OmegaConf values
 
 
 def atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
@@ -128,9 +154,61 @@ def import_user_module(args) -> None:
     _FAIRSEQ_IMPORT_USER_MODULE(args)
 
 
+def infer_slurm_init(cfg, num_pipelines_per_node) -> bool:
+    """fairseq's Slurm rendezvous; without CUDA, the task's ``SLURM_LOCALID`` is not a device to select."""
+    inferred = _FAIRSEQ_INFER_SLURM_INIT(cfg, num_pipelines_per_node)
+    if inferred and cfg.device_id and not torch.cuda.is_available():
+        logger.info("rank %d: no CUDA, so SLURM_LOCALID %d selects no device", cfg.distributed_rank, cfg.device_id)
+        cfg.device_id = 0
+    return inferred
+
+
+def broadcast_object(obj, src_rank: int, group, dist_device=None):
+    """fairseq's broadcast of a Python object from ``src_rank`` to the other ranks of ``group``, with the OmegaConf
+    values of a dict sent as plain containers (the receivers' safe unpickler refuses ``DictConfig``) and fairseq's
+    ``_TensorPlaceholder`` allowed while the receivers unpickle."""
+    if distributed_utils.get_rank(group) == src_rank:
+        _FAIRSEQ_BROADCAST_OBJECT(plain_configs(obj), src_rank, group, dist_device)
+        return obj  # fairseq hands the sender its own object back
+    with torch.serialization.safe_globals([distributed_utils._TensorPlaceholder]):
+        received = _FAIRSEQ_BROADCAST_OBJECT(obj, src_rank, group, dist_device)
+    return configs_again(received)
+
+
+def plain_configs(obj):
+    """``obj``, or a copy of a dict whose OmegaConf values are plain containers, listed under ``SENT_CONFIGS``."""
+    if not isinstance(obj, dict) or not any(OmegaConf.is_config(v) for v in obj.values()):
+        return obj
+    configs = {k: OmegaConf.is_struct(v) for k, v in obj.items() if OmegaConf.is_config(v)}
+    plain = {k: OmegaConf.to_container(v) if k in configs else v for k, v in obj.items()}
+    plain[SENT_CONFIGS] = configs
+    return plain
+
+
+def configs_again(obj):
+    """The inverse of :func:`plain_configs` on a received object."""
+    if not isinstance(obj, dict) or SENT_CONFIGS not in obj:
+        return obj
+    for key, struct in obj.pop(SENT_CONFIGS).items():
+        obj[key] = OmegaConf.create(obj[key])
+        OmegaConf.set_struct(obj[key], struct)
+    return obj
+
+
+def requeue_ignoring_sigterm(self, countdown: int) -> None:
+    """submitit's ``SlurmJobEnvironment._requeue`` (``scontrol requeue JOBID``) with SIGTERM ignored meanwhile, so
+    that the SIGTERM the requeue makes Slurm send cannot kill ``scontrol`` before it returns."""
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the scontrol child
+    try:
+        _SUBMITIT_REQUEUE(self, countdown)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _apply() -> None:
     """Install the overrides once (idempotent: a reload keeps fairseq's originals)."""
     global _FAIRSEQ_COPY, _FAIRSEQ_LOAD_CHECKPOINT, _FAIRSEQ_IMPORT_USER_MODULE, _FAIRSEQ_SAVE, _FAIRSEQ_VERIFY_DIR
+    global _FAIRSEQ_INFER_SLURM_INIT, _FAIRSEQ_BROADCAST_OBJECT, _SUBMITIT_REQUEUE
     _FAIRSEQ_COPY = getattr(PathManager.copy, "__wrapped__", PathManager.copy)
     _FAIRSEQ_LOAD_CHECKPOINT = getattr(checkpoint_utils.load_checkpoint, "__wrapped__", checkpoint_utils.load_checkpoint)
     _FAIRSEQ_IMPORT_USER_MODULE = getattr(utils.import_user_module, "__wrapped__", utils.import_user_module)
@@ -138,15 +216,25 @@ def _apply() -> None:
                             checkpoint_utils.torch_persistent_save)
     _FAIRSEQ_VERIFY_DIR = getattr(checkpoint_utils.verify_checkpoint_directory, "__wrapped__",
                                   checkpoint_utils.verify_checkpoint_directory)
+    _FAIRSEQ_INFER_SLURM_INIT = getattr(distributed_utils._infer_slurm_init, "__wrapped__",
+                                        distributed_utils._infer_slurm_init)
+    _FAIRSEQ_BROADCAST_OBJECT = getattr(distributed_utils.broadcast_object, "__wrapped__",
+                                        distributed_utils.broadcast_object)
+    _SUBMITIT_REQUEUE = getattr(SlurmJobEnvironment._requeue, "__wrapped__", SlurmJobEnvironment._requeue)
     for fn, original in ((atomic_copy, _FAIRSEQ_COPY), (load_checkpoint_without_stale_tmp, _FAIRSEQ_LOAD_CHECKPOINT),
                          (import_user_module, _FAIRSEQ_IMPORT_USER_MODULE), (torch_persistent_save, _FAIRSEQ_SAVE),
-                         (verify_checkpoint_directory, _FAIRSEQ_VERIFY_DIR)):
+                         (verify_checkpoint_directory, _FAIRSEQ_VERIFY_DIR),
+                         (infer_slurm_init, _FAIRSEQ_INFER_SLURM_INIT), (broadcast_object, _FAIRSEQ_BROADCAST_OBJECT),
+                         (requeue_ignoring_sigterm, _SUBMITIT_REQUEUE)):
         fn.__wrapped__ = original
     PathManager.copy = staticmethod(atomic_copy)
     checkpoint_utils.load_checkpoint = load_checkpoint_without_stale_tmp
     utils.import_user_module = import_user_module
     checkpoint_utils.torch_persistent_save = torch_persistent_save
     checkpoint_utils.verify_checkpoint_directory = verify_checkpoint_directory
+    distributed_utils._infer_slurm_init = infer_slurm_init
+    distributed_utils.broadcast_object = broadcast_object
+    SlurmJobEnvironment._requeue = requeue_ignoring_sigterm
 
 
 _apply()

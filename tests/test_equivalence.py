@@ -21,6 +21,7 @@ import fairseq.examples.data2vec.models.data2vec_audio as stock_data2vec
 import fairseq.models.hubert.hubert as stock_hubert
 import music_ssl  # noqa: F401  (registers our models and tasks)
 from music_ssl.data.crop import crop_start
+from music_ssl.tasks import fields_beyond_stock
 from conftest import REPO, write_clips, write_manifest, write_random_labels
 from fairseq import tasks
 from fairseq.data.data_utils import compute_mask_indices
@@ -39,8 +40,6 @@ LOGGED = {  # logged values compared exactly (timing keys differ between any two
     "music2vec": ("loss", "target_var", "pred_var", "ema_decay", "gnorm", "lr"),
 }
 STOCK_NAMES = {"music_hubert": ("hubert", "hubert_pretraining"), "music2vec": ("data2vec_audio", "audio_pretraining")}
-# task fields stock fairseq does not have
-OUR_TASK_KEYS = ("crop_seconds", "bf16_autocast", "label_tolerance", "bucket_seconds", "crop_reading")
 
 
 @pytest.fixture(scope="module")
@@ -106,9 +105,9 @@ def tiny_config(model: str, data, stock: bool, task: dict = (), model_overrides:
     cfg["task"].update(dict(task))
     cfg["model"].update(dict(model_overrides))
     if stock:
-        cfg["model"]["_name"], cfg["task"]["_name"] = STOCK_NAMES[model]
-        for key in OUR_TASK_KEYS:
+        for key in fields_beyond_stock(cfg["task"]["_name"]):  # task fields stock fairseq does not have
             cfg["task"].pop(key, None)
+        cfg["model"]["_name"], cfg["task"]["_name"] = STOCK_NAMES[model]
     return cfg
 
 

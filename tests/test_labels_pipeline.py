@@ -125,6 +125,7 @@ def test_more_clusters_than_frames_is_a_clear_error(corpus, tmp_path):
     (lambda: FitSettings(max_sample_gb=0), "max_sample_gb=0: must be positive"),
     (lambda: FitSettings(backend="faiss"), "backend='faiss': unknown; choose one of torch, sklearn"),
     (lambda: FitSettings(max_iter=0), "max_iter=0: must be at least 1"),
+    (lambda: FitSettings(sample_unit="rows"), "sample_unit='rows': unknown; choose one of frames, utterances"),
     (lambda: FeatureSettings(feature="chroma"), "feature='chroma': unknown; choose one of mfcc, layer"),
     (lambda: FeatureSettings(feature="layer", layer=3), "feature='layer' needs checkpoint .*got checkpoint=None"),
     (lambda: FeatureSettings(n_mfcc=0), "n_mfcc=0: must be at least 1"),
@@ -161,11 +162,104 @@ def test_cli_bad_setting_prints_one_line_naming_the_setting_before_any_work(corp
     out = tmp_path / "km"
     line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "all", corpus, out,
                      "--n-clusters", "4", "--percent", "2", "--device", "cpu")
-    assert line == "error: percent=2.0: must be in (0, 1] (the fraction of frames to fit on; 1 = all)."
+    assert line == "error: percent=2.0: must be in (0, 1] (the fraction of frames or utterances to fit on; 1 = all)."
     line = cli_error(monkeypatch, capsys, kmeans_labels.cli, "music-ssl-kmeans", "fit", out / "feat", "train", 1,
                      out / "km.safetensors", "--n-clusters", "8", "--max-frames", "4")
     assert line.startswith("error: max_frames=4: must be at least n_clusters=8")
     assert not out.exists()
+
+
+# --- the k-means sample: frames or whole utterances ------------------------------------------------------------
+
+
+def write_row_shards(feat_dir, lengths, nshard):
+    """Feature shards of a split whose rows hold ``lengths`` frames, split into ``nshard`` shards as the features
+    stage does; every frame is (its row, its position in the row, its global frame index) so a sample can be traced."""
+    from music_ssl.data.manifest import shard_range
+    from music_ssl.labels.features import feature_paths
+    from music_ssl.labels.shards import mark_done
+
+    lengths = np.asarray(lengths, dtype=np.int64)
+    rows = np.repeat(np.arange(len(lengths)), lengths)  # (F,) row of every frame
+    position = np.arange(len(rows)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    frames = np.stack([rows, position, np.arange(len(rows))], axis=1).astype(np.float32)  # (F, 3)
+    feat_dir.mkdir(parents=True, exist_ok=True)
+    for rank in range(nshard):
+        start, end = shard_range(len(lengths), nshard, rank)
+        npy, lengths_path = feature_paths(feat_dir, "train", nshard, rank)
+        np.save(npy, frames[(rows >= start) & (rows < end)])
+        lengths_path.write_text("".join(f"{n}\n" for n in lengths[start:end]))
+        mark_done(npy, f"rows {start}-{end}", features={"feature": "synthetic"}, frame_rate=50.0, rows=end - start)
+    return lengths
+
+
+def draw(feat_dir, nshard=1, unit="utterances", percent=0.25, max_frames=None, min_frames=0, seed=0):
+    from music_ssl.labels.sampling import sample_frames
+
+    return sample_frames(feat_dir, "train", nshard, percent, max_frames, min_frames, seed, unit).frames
+
+
+def row_counts(sample, n_rows):
+    """Frames of every row in a traced sample (n_rows,)."""
+    return np.bincount(sample[:, 0].astype(np.int64), minlength=n_rows)
+
+
+@pytest.fixture
+def row_shards(tmp_path):
+    """200 rows of 5–60 frames in 3 shards (and the same rows in 1 shard): (folder of 3, folder of 1, lengths)."""
+    lengths = np.random.default_rng(7).integers(5, 61, 200)
+    write_row_shards(tmp_path / "three", lengths, 3)
+    write_row_shards(tmp_path / "one", lengths, 1)
+    return tmp_path / "three", tmp_path / "one", lengths
+
+
+def test_utterance_sampling_takes_whole_rows_at_percent_of_the_rows(row_shards):
+    three, _, lengths = row_shards
+    sample = draw(three, nshard=3, unit="utterances", percent=0.25)
+    counts = row_counts(sample, len(lengths))
+    chosen = np.flatnonzero(counts)
+    assert len(chosen) == math.ceil(0.25 * len(lengths))  # the fraction of rows is percent
+    np.testing.assert_array_equal(counts[chosen], lengths[chosen])  # every sampled row is there whole
+    assert (np.diff(sample[:, 2]) > 0).all()  # each frame once, in the split's order
+    assert chosen.min() < 67 and chosen.max() >= 134  # rows of the first and the last shard (of 3)
+    frames = draw(three, nshard=3, unit="frames", percent=0.25)  # the default unit: frames one by one
+    counts = row_counts(frames, len(lengths))
+    assert len(frames) == math.ceil(0.25 * lengths.sum()) and (counts[counts > 0] < lengths[counts > 0]).any()
+
+
+def test_utterance_sampling_is_seeded_and_independent_of_nshard(row_shards):
+    three, one, _ = row_shards
+    first = draw(three, nshard=3, seed=3)
+    np.testing.assert_array_equal(first, draw(three, nshard=3, seed=3))
+    np.testing.assert_array_equal(first, draw(one, nshard=1, seed=3))  # the same rows whatever nshard
+    other = draw(three, nshard=3, seed=4)
+    assert len(first) != len(other) or not np.array_equal(first, other)
+
+
+def test_utterance_sampling_keeps_the_frame_floor_and_the_cap_with_whole_rows(row_shards):
+    three, _, lengths = row_shards
+    few = row_counts(draw(three, nshard=3, percent=0.01), len(lengths))  # 2 rows: under 300 frames
+    floored = row_counts(draw(three, nshard=3, percent=0.01, min_frames=2000), len(lengths))
+    capped = row_counts(draw(three, nshard=3, percent=1.0, max_frames=1000), len(lengths))
+    assert (few > 0).sum() == 2 and floored.sum() >= 2000 and 0 < capped.sum() <= 1000
+    for counts in (floored, capped):
+        np.testing.assert_array_equal(counts[counts > 0], lengths[counts > 0])
+    assert ((few > 0) <= (floored > 0)).all()  # the floor adds rows to those percent drew
+    with pytest.raises(LabelPrepError, match=r"^max_frames / max_sample_gb: the sample cap of 4 frames is smaller"):
+        draw(three, nshard=3, max_frames=4)
+
+
+def test_fit_records_the_sample_unit_and_refits_when_it_changes(row_shards, tmp_path):
+    from music_ssl.labels import fit_stage
+
+    three, _, lengths = row_shards
+    km = tmp_path / "km.safetensors"
+    fitted = fit_stage(three, "train", 3, km, FitSettings(n_clusters=4, percent=0.5, sample_unit="utterances"), "cpu")
+    assert (fitted.metadata["sample_unit"], fitted.metadata["sample_percent"]) == ("utterances", "0.5")
+    whole_rows = draw(three, nshard=3, percent=0.5, min_frames=256 * 4)  # the same draw: seed 0, the floor of k=4
+    assert int(fitted.metadata["sample_frames"]) == len(whole_rows) != math.ceil(0.5 * lengths.sum())
+    frames = fit_stage(three, "train", 3, km, FitSettings(n_clusters=4, percent=0.5), "cpu")
+    assert KMeansModel.load(km).metadata["sample_unit"] == frames.metadata["sample_unit"] == "frames"
 
 
 def write_labelled_split(folder, relpaths, label_lines, k):

@@ -54,7 +54,7 @@ def test_run_configs_hold_only_launch_settings():
 
     allowed = {"defaults", "hydra", "distributed_training", "optimization", "common"}
     names = sorted(p.stem for p in RUN_DIR.glob("*.yaml"))
-    assert names == ["local", "slurm_1", "slurm_2", "slurm_4", "slurm_8", "torchrun"]
+    assert names == ["local", "slurm_1", "slurm_2", "slurm_4", "slurm_8", "slurm_cpu", "torchrun"]
     for path in RUN_DIR.glob("*.yaml"):
         assert path.read_text().startswith("# @package _global_"), path
         assert set(OmegaConf.load(path)) <= allowed, path

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 from conftest import SAMPLE_RATE, synth_clip
+from test_bad_input_data import run_cli
 
-from music_ssl.cli import manifest as manifest_tool
 from music_ssl.data.audio import (
     inspect_audio,
     read_audio,
@@ -250,17 +250,6 @@ def test_mp3_good_files_and_other_formats_pass_every_reader(corpus, name):
     assert (mp3_length(path) is None) == (path.suffix != ".mp3")
 
 
-def run_cli(argv, capsys):
-    """``music-ssl-manifest`` in-process: (exit code, stderr lines); its log handler is removed afterwards."""
-    code, handlers, level = 0, logging.root.handlers[:], logging.root.level
-    try:
-        manifest_tool.cli([str(a) for a in argv])
-    except SystemExit as exit_info:
-        code = exit_info.code
-    finally:
-        logging.root.handlers[:] = handlers
-        logging.root.setLevel(level)
-    return code, capsys.readouterr().err.splitlines()
 
 
 def test_mp3_estimated_length_is_a_bad_row_of_the_audit_and_stops_the_preflight(corpus, tmp_path, capsys):

@@ -39,8 +39,10 @@ def test_presets_match_their_papers_and_list_with_tables(capsys):
 
     ma, mulap, marble = get_protocol("ma2023"), get_protocol("mulap"), get_protocol("marble")
     assert [(c.hidden, c.lr) for c in ma.grid] == [(512, 1e-3)] and ma.layers == "sum"  # Ma et al. §4.1
-    assert resolve_layers(ma.layers, 13) == [WEIGHTED_SUM]  # one learned sum of the CNN-side state + 12 layers
-    assert ma.rules["emomusic"] == {"pooling": "window", "window_seconds": 5.0, "hop_seconds": 5.0, "aggregate": "mean"}
+    assert resolve_layers(ma.layers, 13) == [WEIGHTED_SUM]  # one learned sum (of the 12 layers: MARBLE's code)
+    emo = ma.rules["emomusic"]  # MARBLE configs/music2vec/EMO.yaml: 30-s windows, each encoded alone, song means
+    assert (emo["pooling"], emo["window_seconds"], emo["aggregate"]) == ("window", 30.0, "mean")
+    assert emo["encode"] == "window"
     assert ma.rules["beat"]["beat_neighbour_weight"] == 1.0
     (m,) = mulap.grid
     assert (m.hidden, m.lr, m.batch_size, m.l2, m.dropout) == (512, 1e-3, 64, 0.01, 0.0)  # MuLaP §3.2
@@ -139,10 +141,11 @@ def write_emomusic(root, n: int = 10):
 
 
 def test_ma2023_emomusic_rule_windows_items_and_song_means(tmp_path):
-    """Emomusic under ma2023: 5-s windows are the items, valid/test outputs are averaged per song."""
+    """Emomusic under ma2023's text reading (5-s windows; the default is MARBLE's 30 s): windows are the items,
+    valid/test outputs are averaged per song."""
     write_emomusic(tmp_path)
     rules = get_protocol("ma2023").rules_for("emomusic", "regression")
-    task = load_probe_dataset("emomusic", root=tmp_path, **rules)
+    task = load_probe_dataset("emomusic", root=tmp_path, **{**rules, "window_seconds": 5.0, "hop_seconds": 5.0})
     assert (task.pooling, task.window_seconds, task.aggregate) == ("window", 5.0, "mean")
     windows = 9  # a 45-s clip in 5-s windows
     arrays = [np.full((windows, 1, 2), i, np.float32) for i, _ in enumerate(task.items)]
@@ -199,10 +202,10 @@ def test_beat_configs_are_selected_on_valid_f_measure(tmp_path):
             "beat_average": "per_file"}
     summary = run_probe({"source": {"kind": "mfcc"}, "device": "cpu", "progress": False, "cache_dir": None,
                          "out_dir": str(tmp_path / "out"), "tasks": [task],
-                         "protocol": {"name": "marble", "train": {"max_epochs": 4}}})  # 5 learning rates
+                         "protocol": {"name": "marble", "train": {"max_epochs": 4}}})  # 6 learning rates
     (row,) = summary["selected"]
     selection = [p["valid_primary_selection"] for p in summary["probes"]]
-    assert len(selection) == 5 and row["valid_mean"] == pytest.approx(max(selection))  # the valid F, not frame AP
+    assert len(selection) == 6 and row["valid_mean"] == pytest.approx(max(selection))  # the valid F, not frame AP
     info = summary["tasks"]["beat"]
     assert (info["beat_tolerance"], info["beat_average"]) == (0.02, "per_file")  # the entry beats the preset
 

@@ -99,7 +99,7 @@ def test_jukemir_grid_has_216_configs_and_presets_differ():
     assert {c.lr for c in grid} == {1e-5, 1e-4, 1e-3} and {c.dropout for c in grid} == {0.25, 0.5, 0.75}
     assert {c.l2 for c in grid} == {0.0, 1e-4, 1e-3} and {c.standardize for c in grid} == {False, True}
     marble, mulap = get_protocol("marble"), get_protocol("mulap")
-    assert {c.hidden for c in marble.grid + mulap.grid} == {512} and len(marble.grid) == 5
+    assert {c.hidden for c in marble.grid + mulap.grid} == {512} and len(marble.grid) == 6  # probe_m2v.sh's rates
     assert mulap.seeds == [0, 1, 2] and mulap.settings.max_epochs == 200 and marble.layers == "all+sum"
     with pytest.raises(ProbeConfigError, match="unknown protocol 'hear'"):
         get_protocol("hear")
@@ -158,7 +158,7 @@ def test_feature_that_carries_the_label_beats_one_that_does_not(tmp_path):
     assert set(summary["tasks"]["task"]["split_checksums"]) == {"train", "valid", "test"}
     assert summary["tasks"]["task"]["split_checksums"] == noise["tasks"]["task"]["split_checksums"]
     assert summary["config_hash"] != noise["config_hash"]
-    assert len(summary["probes"]) == 10  # 5 learning rates x 2 seeds
+    assert len(summary["probes"]) == 12  # 6 learning rates x 2 seeds
     assert {(p["layer"], p["layer_index"]) for p in summary["probes"]} == {("jukebox36", 0)}  # name and index both kept
     assert list((out / "wandb").glob("offline-run-*"))  # logged to wandb (offline in tests)
 

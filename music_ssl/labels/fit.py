@@ -32,8 +32,8 @@ def fit_stage(feat_dir, split: str, nshard: int, km_path, settings: FitSettings,
     """Fit k-means on a sample of ``{feat_dir}/{split}_*_{nshard}.npy`` and save it to ``km_path``.
 
     Args:
-        settings: k (``n_clusters``), the sample (``percent``, ``max_frames``, ``max_sample_gb``: the rule of
-            :mod:`music_ssl.labels.sampling`), ``backend``, ``seed``, ``max_iter``, ``tol``
+        settings: k (``n_clusters``), the sample (``percent``, ``sample_unit``, ``max_frames``, ``max_sample_gb``:
+            the rules of :mod:`music_ssl.labels.sampling`), ``backend``, ``seed``, ``max_iter``, ``tol``
             (:class:`music_ssl.labels.settings.FitSettings`, which states the defaults).
         device: for the torch backend: ``auto``, ``cuda``, ``cpu``.
 
@@ -56,7 +56,8 @@ def fit_stage(feat_dir, split: str, nshard: int, km_path, settings: FitSettings,
         logger.warning("sample capped at %d frames (max_frames / max_sample_gb): fewer than %d per cluster",
                        cap, FRAMES_PER_CLUSTER)
     del shards
-    sample = sample_frames(feat_dir, split, nshard, s.percent, cap, FRAMES_PER_CLUSTER * s.n_clusters, s.seed)
+    sample = sample_frames(feat_dir, split, nshard, s.percent, cap, FRAMES_PER_CLUSTER * s.n_clusters, s.seed,
+                           s.sample_unit)
     if len(sample.frames) < s.n_clusters:
         raise LabelPrepError(f"{feat_dir}: {split} has only {sample.total} frames for k={s.n_clusters} clusters; "
                              f"lower n_clusters or add audio.")
@@ -75,7 +76,8 @@ def fit_stage(feat_dir, split: str, nshard: int, km_path, settings: FitSettings,
                              f"or a broken checkpoint: fix the source and rerun the features stage.")
     metadata = {"backend": s.backend, "features": json.dumps(sample.features, sort_keys=True),
                 "frame_rate": repr(float(sample.frame_rate)), "inertia": repr(result.inertia),
-                "sample_frames": str(len(sample.frames)), "seed": str(s.seed), "n_iter": str(result.n_iter),
+                "sample_frames": str(len(sample.frames)), "sample_unit": s.sample_unit,
+                "sample_percent": repr(float(s.percent)), "seed": str(s.seed), "n_iter": str(result.n_iter),
                 "features_key": sample.key, "fit_key": key}
     model = KMeansModel(result.centroids, metadata)
     model.save(km_path)

@@ -3,14 +3,16 @@
 Format (``music-ssl-kmeans/1``)::
 
     tensor   centroids  float32 (k, D)
-    metadata format        "music-ssl-kmeans/1"
-             backend       "torch" | "sklearn"
-             features      JSON of the feature settings (mfcc: n_mfcc; layer: checkpoint sha256, layer, ...)
-             frame_rate    labels per second (100 for MFCC, 50 for layer features)
-             inertia       mean squared distance per frame on the fitted sample
-             sample_frames frames the model was fitted on
-             seed, n_iter  fit settings / iterations
-             features_key  fingerprint of the feature shards it was fitted on
+    metadata format         "music-ssl-kmeans/1"
+             backend        "torch" | "sklearn"
+             features       JSON of the feature settings (mfcc: n_mfcc; layer: checkpoint sha256, layer, ...)
+             frame_rate     labels per second (100 for MFCC, 50 for layer features)
+             inertia        mean squared distance per frame on the fitted sample
+             sample_frames  frames the model was fitted on
+             sample_unit    "frames" | "utterances": how they were drawn (labels/sampling.py)
+             sample_percent the fraction of frames / utterances asked for (before the floor and the cap)
+             seed, n_iter   fit settings / iterations
+             features_key   fingerprint of the feature shards it was fitted on
 
 Read it with ``safetensors.numpy.load_file`` / ``safe_open`` in any language safetensors supports.
 """

@@ -22,6 +22,7 @@ from .errors import LabelPrepError
 
 FEATURE_CHOICES = ChoiceEnum(["mfcc", "layer"])
 BACKEND_CHOICES = ChoiceEnum(["torch", "sklearn"])
+SAMPLE_UNIT_CHOICES = ChoiceEnum(["frames", "utterances"])
 MAX_SAMPLE_GB = 8.0  # default memory budget of the fitted sample (float32 frames); see labels/sampling.py
 
 
@@ -80,8 +81,13 @@ class FitSettings:
 
     n_clusters: int = field(default=500, metadata={"help": "k: clusters, the size of the label vocabulary"})
     percent: float = field(default=0.1, metadata={
-        "help": "fraction of the split's frames to fit on, in (0, 1] (fairseq's recipe: 0.1); the sample holds at "
-                "least 256 frames per cluster (or all frames)"})
+        "help": "fraction of the split's frames (sample_unit=frames) or utterances (sample_unit=utterances) to fit "
+                "on, in (0, 1] (fairseq's recipe: 0.1 of the utterances); the sample holds at least 256 frames per "
+                "cluster (or all frames)"})
+    sample_unit: SAMPLE_UNIT_CHOICES = field(default="frames", metadata={
+        "help": "frames: frames drawn one by one from the whole split (ours); utterances: whole manifest rows, "
+                "as fairseq's learn_kmeans (but drawn over the split, not per shard); both keep the 256 frames per "
+                "cluster floor and the max_frames / max_sample_gb cap (rule: music_ssl/labels/sampling.py)"})
     max_frames: Optional[int] = field(default=None, metadata={
         "help": "fixed cap of the fitted sample in frames (none by default: max_sample_gb caps it)"})
     max_sample_gb: float = field(default=MAX_SAMPLE_GB, metadata={
@@ -97,7 +103,7 @@ class FitSettings:
         check_settings(self)
         require(self.n_clusters >= 1, "n_clusters", self.n_clusters, "must be at least 1.")
         require(0.0 < self.percent <= 1.0, "percent", self.percent,
-                "must be in (0, 1] (the fraction of frames to fit on; 1 = all).")
+                "must be in (0, 1] (the fraction of frames or utterances to fit on; 1 = all).")
         require(self.max_frames is None or self.max_frames >= self.n_clusters, "max_frames", self.max_frames,
                 f"must be at least n_clusters={self.n_clusters} (k-means needs a frame per cluster).")
         require(self.max_sample_gb > 0, "max_sample_gb", self.max_sample_gb, "must be positive.")

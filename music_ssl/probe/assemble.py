@@ -4,8 +4,12 @@
 * window pooling: every window is an item; ``groups`` says which file it came from (key ensembles; with
   ``task.aggregate == "mean"`` valid/test outputs are averaged per file before scoring);
 * frames: every frame is an item with a 0/1 beat target; ``files`` keeps each file's frame range and its
-  reference beats for DBN decoding.
+  reference beats for DBN decoding. With ``task.beat_training == "marble"`` the neighbour targets are set in the
+  train split only, training batches are random crops (``SplitArrays.crop_frames``) and the valid split is scored
+  with the DBN (``SplitArrays.dbn``), as MARBLE's GTZANBT code.
 """
+import math
+
 import numpy as np
 import torch
 
@@ -30,15 +34,30 @@ def _rows(task, arrays, split_index, pooling):
     return np.concatenate(rows), labels, np.array(groups, np.int64)
 
 
-def _beat_split(task, arrays, split_index, frame_rate):
+def _beat_split(task, arrays, split_index, frame_rate, split="train"):
     rows, targets, files, start = [], [], [], 0
+    marble = task.beat_training == "marble"
+    neighbours = task.beat_neighbour_weight if split == "train" or not marble else 0.0  # MARBLE: train only
     for i in split_index:
         frames = arrays[i]
         rows.append(frames)
-        targets.append(beat_targets(task.items[i].label, frames.shape[0], frame_rate, task.beat_neighbour_weight))
+        targets.append(beat_targets(task.items[i].label, frames.shape[0], frame_rate, neighbours))
         files.append((start, start + frames.shape[0], np.asarray(task.items[i].label, np.float64)))
         start += frames.shape[0]
     return np.concatenate(rows), np.concatenate(targets)[:, None], files
+
+
+def _beat_marble(task, files, split, frame_rate) -> dict:
+    """MARBLE's beat training: train crops of ``beat_crop_seconds`` (at most the shortest train file), valid scored
+    with the DBN; {} for the cheap mode."""
+    if task.beat_training != "marble":
+        return {}
+    if split == "train":
+        shortest = min(b - a for a, b, _ in files)
+        return {"crop_frames": max(1, min(int(math.floor(task.beat_crop_seconds * frame_rate)), shortest))}
+    if split == "valid":
+        return {"dbn": (float(frame_rate), float(task.beat_tolerance), task.beat_average)}
+    return {}
 
 
 def assemble(task, features, device) -> ProbeData:
@@ -50,8 +69,9 @@ def assemble(task, features, device) -> ProbeData:
     raw, extras = {}, {}
     for split in SPLITS:
         if task.type == "beat":
-            x, y, files = _beat_split(task, features.arrays, index[split], features.frame_rate)
-            raw[split], extras[split] = (x, y), {"files": files}
+            x, y, files = _beat_split(task, features.arrays, index[split], features.frame_rate, split)
+            raw[split], extras[split] = (x, y), {"files": files, **_beat_marble(task, files, split,
+                                                                                  features.frame_rate)}
         else:
             x, labels, groups = _rows(task, features.arrays, index[split], task.pooling)
             raw[split] = (x, task_type.encode(labels, task))
@@ -64,6 +84,7 @@ def assemble(task, features, device) -> ProbeData:
         groups = extras[split].get("groups")
         splits[split] = SplitArrays(x, torch.as_tensor(targets[split], device=device),
                                     None if groups is None else torch.as_tensor(groups, device=device),
-                                    extras[split].get("files"), aggregate=aggregate)
+                                    extras[split].get("files"), aggregate=aggregate,
+                                    crop_frames=extras[split].get("crop_frames"), dbn=extras[split].get("dbn"))
     return ProbeData(task, task_type, splits, task_type.num_outputs(task), features.frame_rate,
                      list(features.layer_names))

@@ -14,7 +14,7 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from .errors import ProbeConfigError
-from .protocols import PROTOCOLS
+from .protocols import PROTOCOLS, SUM_STATES
 
 SCHEMA_NAME = "probe_schema"
 SOURCE_KINDS = ("checkpoint", "hf", "jukebox", "chroma", "mfcc")  # probe.features.build_source
@@ -22,12 +22,15 @@ NAMINGS = ("jukemir", "stem")  # probe.features.jukebox_source
 SOURCE_KIND_CHOICES = ChoiceEnum(list(SOURCE_KINDS))
 NAMING_CHOICES = ChoiceEnum(list(NAMINGS))
 PROTOCOL_CHOICES = ChoiceEnum(list(PROTOCOLS))
+SUM_STATES_CHOICES = ChoiceEnum(list(SUM_STATES))
 
 
 @dataclass
 class SourceConfig:
     kind: Optional[SOURCE_KIND_CHOICES] = field(default=None, metadata={
-        "help": "checkpoint (fairseq .pt) | hf (transformers folder) | jukebox (folder of JukeMIR .npy features) | "
+        "help": "checkpoint (fairseq .pt) | hf (local transformers folder: HubertModel / Data2VecAudioModel / "
+                "Wav2Vec2Model ..., or remote code with trust_remote_code) | "
+                "jukebox (folder of JukeMIR .npy features) | "
                 "chroma | mfcc (JukeMIR's hand-crafted baselines)"})
     path: Optional[str] = field(default=None, metadata={
         "help": "fairseq checkpoint (.pt), transformers model folder, or folder of Jukebox .npy features"})
@@ -37,6 +40,10 @@ class SourceConfig:
     cnn: bool = field(default=False, metadata={
         "help": "checkpoint only: probe the raw conv feature extractor output (e.g. 512-d, before the projection; "
                 "MAP-Music2Vec Table 1's diamond rows) instead of the hidden states"})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "hf only: allow a model folder whose config.json has auto_map (e.g. MERT) to load by RUNNING THE "
+                "FOLDER'S OWN PYTHON CODE (its configuration_*.py / modeling_*.py); read that code first. false = "
+                "such a folder is refused"})
     random_init: bool = field(default=False, metadata={
         "help": "checkpoint only: same architecture, fresh random weights (the baseline of pretraining)"})
     seed: int = field(default=0, metadata={"help": "seed of the random initialisation (random_init)"})
@@ -66,8 +73,17 @@ class ProtocolConfig:
                 "in every probe of the grid (features of differently trained models differ in scale by orders of "
                 "magnitude; an MLP on raw features then partly measures that scale)"})
     train: Dict[str, Any] = field(default_factory=dict, metadata={
-        "help": "overrides of the preset's TrainSettings: eval_every, eval_every_epochs, patience, max_epochs, "
-                "max_steps"})
+        "help": "overrides of the preset's TrainSettings (over its per-task schedule, for every task): eval_every, "
+                "eval_every_epochs, patience, max_epochs, max_steps, lr_factor, lr_patience, lr_threshold "
+                "(on the command line: +protocol.train.KEY=VALUE)"})
+    sum_states: Optional[SUM_STATES_CHOICES] = field(default=None, metadata={
+        "help": "null = the preset's; which hidden states the weighted sum mixes: layers = the Transformer "
+                "outputs only (MARBLE's code: hidden_states[1:], 12 for a base model) | all = every state, the "
+                "Transformer input too (13; Ma et al. 2023 §4.1's text)"})
+    head: Dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "overrides of the preset's HeadSettings: sum_states, mix_init (zeros | normal), input_dropout "
+                "(true = dropout on the probe input too, JukeMIR; false = after the hidden layer only, MARBLE) "
+                "(on the command line: +protocol.head.KEY=VALUE)"})
 
 
 @dataclass

@@ -6,6 +6,8 @@ from typing import Optional
 import numpy as np
 import torch
 
+from . import randomness as rnd
+
 
 @dataclass
 class SplitArrays:
@@ -17,12 +19,18 @@ class SplitArrays:
         groups: (N,) int64 song index of each item (key task: windows of one song) or None.
         files: beat task: list of (start, stop, reference beat times in s) — each file's frame range — or None.
         aggregate: True = outputs are averaged per group (file) before scoring (``ProbeDataset.aggregate``).
+        crop_frames: beat training as MARBLE (train split only): a batch is ``batch_size`` random crops of this
+            many consecutive frames of distinct files, an epoch a pass over the files; None = random frames.
+        dbn: beat validation as MARBLE (valid split only): (frame_rate, tolerance s, averaging) — the batched
+            early-stopping metric is the beat F-measure after madmom's DBN, not frame AP; None = frame AP.
     """
     x: torch.Tensor
     y: torch.Tensor
     groups: Optional[torch.Tensor] = None
     files: Optional[list] = None
     aggregate: bool = False
+    crop_frames: Optional[int] = None
+    dbn: Optional[tuple] = None
 
     @property
     def num_groups(self) -> int:
@@ -68,11 +76,41 @@ class ProbeData:
         """Items per training epoch (``TrainSettings`` epochs count these): the train items, except for
         frame-level tasks, where an epoch is one frame per second of train audio — a pass over every frame
         (50 Hz) would cost ~50 times more and buys a shallow probe little, as neighbouring frames are near
-        copies."""
+        copies — or, with crops (``crop_frames``), the train files (MARBLE: an epoch of 10-s crops, one per file)."""
         train = self.splits["train"]
         if train.files is None:
             return train.num_items
+        if train.crop_frames:
+            return len(train.files)
         return max(1, math.ceil(train.num_items / self.frame_rate))
+
+    def batch_size(self, batch_size: int) -> int:
+        """A probe's items per step: its batch size, at most the train items (crops: the train files)."""
+        return min(batch_size, self.epoch_items if self.splits["train"].crop_frames else self.splits["train"].num_items)
+
+    def sample_train(self, keys: torch.Tensor, step: int, batch: int) -> torch.Tensor:
+        """(P, B) train row indices of each probe's step ``step`` (``randomness``: a pure function of key and step).
+
+        Random items without replacement, or with ``crop_frames``: ``batch`` distinct files per probe, a random
+        crop of ``crop_frames`` consecutive frames in each -> (P, batch * crop_frames)."""
+        train = self.splits["train"]
+        stream = rnd.stream_keys(keys, step, rnd.BATCH)
+        if not train.crop_frames:
+            return rnd.sample_batches(stream, train.num_items, batch)
+        starts, lengths = self._file_bounds(train)
+        files = rnd.sample_batches(stream, len(train.files), batch)  # (P, B)
+        room = lengths[files] - train.crop_frames + 1  # (P, B) possible crop starts (>= 1)
+        offset = rnd.random_bits(rnd.stream_keys(keys, step, rnd.CROP), files.shape[1]) % room
+        first = starts[files] + offset  # (P, B)
+        frames = torch.arange(train.crop_frames, device=first.device)
+        return (first.unsqueeze(-1) + frames).flatten(1)  # (P, B * crop_frames)
+
+    def _file_bounds(self, train) -> tuple:
+        if "bounds" not in self._standardized:  # cached with the other derived arrays
+            device = train.y.device
+            self._standardized["bounds"] = (torch.tensor([a for a, _, _ in train.files], device=device),
+                                            torch.tensor([b - a for a, b, _ in train.files], device=device))
+        return self._standardized["bounds"]
 
     def targets(self, split: str) -> np.ndarray:
         return self.splits[split].y.cpu().numpy()
@@ -83,7 +121,7 @@ class ProbeData:
         x = self.splits[split].x
         if not standardized:
             return x
-        if split not in self._standardized:
+        if split not in self._standardized:  # (keys "train" / "valid" / "test"; "bounds": crop bounds)
             train = self.splits["train"].x
             mean, std = train.mean(1, keepdim=True), train.std(1, unbiased=False, keepdim=True)  # (S, 1, C)
             self._standardized[split] = (x - mean) / torch.where(std > 0, std, torch.ones_like(std))

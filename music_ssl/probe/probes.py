@@ -8,8 +8,11 @@ learning rate and L2. :class:`SingleProbe` is the textbook ``nn.Linear`` module 
 by the sequential reference. Both take initial weights and dropout masks from ``randomness``, so a probe gets the
 same numbers whether it trains alone or in a stack.
 
-Architecture (JukeMIR / MARBLE): [softmax-weighted sum of the S hidden states] -> dropout -> [Linear(C, H) ->
-ReLU -> dropout] -> Linear(., K). ``hidden=0`` is the linear probe.
+Architecture: [softmax-weighted sum of hidden states ``sum_from``..S-1] -> [dropout] -> [Linear(C, H) -> ReLU ->
+dropout] -> Linear(., K). ``hidden=0`` is the linear probe. The run's ``protocols.HeadSettings`` say which states
+the sum reads (every one, or the Transformer outputs only: ``sum_from`` = 1, MARBLE), how its softmax logits start
+(zeros, or N(0, 1) as MARBLE) and whether dropout also acts on the input (JukeMIR) or only after the hidden
+layer (MARBLE).
 """
 import math
 from dataclasses import asdict
@@ -19,14 +22,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import randomness as rnd
-from .protocols import WEIGHTED_SUM, ProbeConfig
+from .protocols import WEIGHTED_SUM, HeadSettings, ProbeConfig
 
 PARAM_NAMES = ("w_hidden", "b_hidden", "w_out", "b_out", "mix")
 
 
-def init_params(key: int, config: ProbeConfig, num_states: int, dim: int, num_outputs: int) -> dict:
-    """Initial parameters of one probe (``nn.Linear``'s U(±1/sqrt(fan_in)) init, weighted-sum logits 0).
+def init_params(key: int, config: ProbeConfig, num_states: int, dim: int, num_outputs: int,
+                mix_init: str = "zeros") -> dict:
+    """Initial parameters of one probe (``nn.Linear``'s U(±1/sqrt(fan_in)) init; weighted-sum logits 0, or N(0, 1)
+    with ``mix_init="normal"``).
 
+    Args:
+        num_states: S, the states the weighted sum mixes (the size of ``mix``).
     Returns:
         name -> CPU float32 tensor: w_hidden (C, H), b_hidden (1, H) [MLP only], w_out (W, K), b_out (1, K)
         with W = H or C, mix (S,) [weighted sum only].
@@ -40,7 +47,10 @@ def init_params(key: int, config: ProbeConfig, num_states: int, dim: int, num_ou
     bound = 1 / math.sqrt(width)
     out = {"w_out": rnd.init_uniform(key, rnd.INIT_OUTPUT, (width, num_outputs), bound),
            "b_out": rnd.init_uniform(key, rnd.INIT_BIAS_OUTPUT, (1, num_outputs), bound)}
-    mix = {"mix": torch.zeros(num_states)} if config.layer == WEIGHTED_SUM else {}
+    mix = {}
+    if config.layer == WEIGHTED_SUM:
+        mix = {"mix": rnd.init_normal(key, rnd.INIT_MIX, (num_states,)) if mix_init == "normal"
+               else torch.zeros(num_states)}
     return {**hidden, **out, **mix}
 
 
@@ -58,9 +68,11 @@ class StackedProbes(nn.Module):
         params: name -> stacked tensor with a leading P (see :func:`init_params`), becomes ``nn.Parameter``.
         buffers: keys (P,) int64 probe keys, layers (P,) int64 hidden-state index (all ``WEIGHTED_SUM`` for a
             weighted-sum group), threshold (P,) int64 and scale (P,) float32 dropout (``randomness``).
+        input_dropout: dropout on the input as well as after the hidden layer (``HeadSettings``).
+        sum_from: a weighted-sum group mixes states ``sum_from``..S-1 of its input.
     """
 
-    def __init__(self, params: dict, buffers: dict):
+    def __init__(self, params: dict, buffers: dict, input_dropout: bool = True, sum_from: int = 0):
         super().__init__()
         for name, value in params.items():
             setattr(self, name, nn.Parameter(value))
@@ -69,18 +81,26 @@ class StackedProbes(nn.Module):
         self.hidden = self.w_hidden.shape[-1] if "w_hidden" in params else 0
         self.weighted = "mix" in params
         self.dropout = bool((self.threshold > 0).any())
+        self.input_dropout, self.sum_from = bool(input_dropout), int(sum_from)
 
     @classmethod
-    def create(cls, configs: list, num_states: int, dim: int, num_outputs: int, device) -> "StackedProbes":
-        """Stack freshly initialised probes of ``configs`` (one architecture) on ``device``."""
+    def create(cls, configs: list, num_states: int, dim: int, num_outputs: int, device,
+               head: HeadSettings = HeadSettings(), sum_from: int = 0) -> "StackedProbes":
+        """Stack freshly initialised probes of ``configs`` (one architecture) on ``device``; a weighted-sum stack
+        mixes states ``sum_from``..``num_states`` - 1."""
         keys = [rnd.probe_key(asdict(c)) for c in configs]
-        singles = [init_params(k, c, num_states, dim, num_outputs) for k, c in zip(keys, configs)]
+        singles = [init_params(k, c, num_states - sum_from, dim, num_outputs, head.mix_init)
+                   for k, c in zip(keys, configs)]
         params = {name: torch.stack([s[name] for s in singles]).to(device) for name in singles[0]}
         threshold = rnd.dropout_threshold(torch.tensor([c.dropout for c in configs])).to(device)
         buffers = {"keys": torch.tensor(keys, dtype=torch.int64, device=device),
                    "layers": torch.tensor([c.layer for c in configs], dtype=torch.int64, device=device),
                    "threshold": threshold, "scale": rnd.dropout_scale(threshold)}
-        return cls(params, buffers)
+        return cls(params, buffers, head.input_dropout, sum_from)
+
+    def options(self) -> dict:
+        """The constructor's keyword options (for copies: ``StackedProbes(params, buffers, **options())``)."""
+        return {"input_dropout": self.input_dropout, "sum_from": self.sum_from}
 
     def state(self) -> tuple:
         """(params, buffers): name -> detached tensor (P, ...)."""
@@ -89,7 +109,8 @@ class StackedProbes(nn.Module):
     def subset(self, keep) -> "StackedProbes":
         """A new stack of probes ``keep`` (bool (P,) or index tensor); parameters are copies."""
         params, buffers = self.state()
-        return StackedProbes({n: p[keep].clone() for n, p in params.items()}, {n: b[keep] for n, b in buffers.items()})
+        return StackedProbes({n: p[keep].clone() for n, p in params.items()}, {n: b[keep] for n, b in buffers.items()},
+                             **self.options())
 
     @property
     def num_probes(self) -> int:
@@ -101,9 +122,10 @@ class StackedProbes(nn.Module):
         Args:
             x: (S, N, C) split features; index: (P, B) item indices, or None for every item (B = N).
         Returns:
-            (P, B, C) per-layer inputs, or (S, P, B, C) for a weighted-sum group.
+            (P, B, C) per-layer inputs, or (S', P, B, C) for a weighted-sum group (S' = S - sum_from states).
         """
         if self.weighted:
+            x = x[self.sum_from:]  # a view: the states the sum mixes
             return x.unsqueeze(1).expand(-1, self.num_probes, -1, -1) if index is None else x[:, index]
         return x[self.layers] if index is None else x[self.layers.unsqueeze(1), index]
 
@@ -111,7 +133,7 @@ class StackedProbes(nn.Module):
         """inputs: from :meth:`inputs`; step: training step (dropout on) or None (eval). Returns (P, B, K)."""
         if self.weighted:
             inputs = torch.einsum("ps,spbc->pbc", self.mix.softmax(-1), inputs)
-        if step is not None and self.dropout:
+        if step is not None and self.dropout and self.input_dropout:
             inputs = apply_dropout(inputs, self.keys, step, rnd.DROPOUT_INPUT, self.threshold, self.scale)
         if self.hidden:
             inputs = F.relu(torch.baddbmm(self.b_hidden, inputs, self.w_hidden))  # (P, B, H)
@@ -165,16 +187,19 @@ class SingleProbe(nn.Module):
 
     Args:
         config: the probe. num_states: S. dim: C. num_outputs: K. device: where to put it.
+        head: the run's ``HeadSettings``; sum_from: a weighted-sum probe mixes states ``sum_from``..S-1.
     """
 
-    def __init__(self, config: ProbeConfig, num_states: int, dim: int, num_outputs: int, device):
+    def __init__(self, config: ProbeConfig, num_states: int, dim: int, num_outputs: int, device,
+                 head: HeadSettings = HeadSettings(), sum_from: int = 0):
         super().__init__()
         key = rnd.probe_key(asdict(config))
         self.layer, self.hidden = config.layer, config.hidden
+        self.input_dropout, self.sum_from = head.input_dropout, int(sum_from)
         self.register_buffer("key", torch.tensor([key], dtype=torch.int64, device=device))
         self.register_buffer("threshold", rnd.dropout_threshold(torch.tensor([config.dropout])).to(device))
         self.register_buffer("scale", rnd.dropout_scale(self.threshold))
-        init = init_params(key, config, num_states, dim, num_outputs)
+        init = init_params(key, config, num_states - self.sum_from, dim, num_outputs, head.mix_init)
         if self.hidden:
             self.hidden_layer = self._linear(init["w_hidden"], init["b_hidden"], device)
         self.output_layer = self._linear(init["w_out"], init["b_out"], device)
@@ -196,10 +221,10 @@ class SingleProbe(nn.Module):
         return apply_dropout(x.unsqueeze(0), self.key, step, purpose, self.threshold, self.scale)[0]
 
     def forward(self, x: torch.Tensor, step=None) -> torch.Tensor:
-        """x: (B, C), or (S, B, C) for a weighted-sum probe -> (B, K)."""
+        """x: (B, C), or (S', B, C) for a weighted-sum probe (the states it mixes) -> (B, K)."""
         if self.layer == WEIGHTED_SUM:
             x = torch.einsum("s,sbc->bc", self.mix.softmax(0), x)
-        if step is not None:
+        if step is not None and self.input_dropout:
             x = self._dropout(x, step, rnd.DROPOUT_INPUT)
         if self.hidden:
             x = F.relu(self.hidden_layer(x))

@@ -29,8 +29,9 @@ TABLE_SEED = 20240601
 WITH_REPLACEMENT_ABOVE = 1 << 16
 _TABLES: dict = {}
 
-# purposes: one independent stream each
-INIT_HIDDEN, INIT_OUTPUT, INIT_BIAS_HIDDEN, INIT_BIAS_OUTPUT, BATCH, DROPOUT_INPUT, DROPOUT_HIDDEN = range(7)
+# purposes: one independent stream each (< 16: init seeds are key * 16 + purpose)
+(INIT_HIDDEN, INIT_OUTPUT, INIT_BIAS_HIDDEN, INIT_BIAS_OUTPUT, BATCH, DROPOUT_INPUT, DROPOUT_HIDDEN, INIT_MIX,
+ CROP) = range(9)
 
 
 def mix32(x: torch.Tensor) -> torch.Tensor:
@@ -117,3 +118,8 @@ def init_uniform(key: int, purpose: int, shape: tuple, bound: float) -> torch.Te
     """U(-bound, bound) float32 CPU tensor of ``shape`` from a generator seeded with (key, purpose)."""
     generator = torch.Generator().manual_seed(key * 16 + purpose)
     return (2 * torch.rand(shape, generator=generator) - 1) * bound
+
+
+def init_normal(key: int, purpose: int, shape: tuple) -> torch.Tensor:
+    """N(0, 1) float32 CPU tensor of ``shape`` from a generator seeded with (key, purpose) (``torch.randn``)."""
+    return torch.randn(shape, generator=torch.Generator().manual_seed(key * 16 + purpose))

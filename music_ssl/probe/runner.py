@@ -3,8 +3,13 @@
 The config schema (keys, defaults, help) is ``probe.config.ProbeRunConfig``; ``music_ssl/cli/probe.py`` composes it
 with hydra, :func:`run_probe` also takes a plain dict.
 
-Task rules: the protocol's ``rules`` for the task's name or type (pooling, window → song aggregation, beat
-scoring) are applied under the task entry's own options (an entry's explicit key wins).
+Task rules: the protocol's ``rules`` for the task's name or type (pooling, encoding, window → song aggregation,
+beat scoring and training, split) are applied under the task entry's own options (an entry's explicit key wins).
+Train settings: the preset's, its ``per_task`` entry for the task (MARBLE's per-task schedules), then the run's
+``protocol.train``; the grid likewise (``per_task`` probe overrides, e.g. MuLaP's per-task weight decay). Head
+settings (which states the weighted sum reads, its start, input dropout): the preset's, ``protocol.sum_states`` and
+``protocol.head``. Each task's info in ``results.json`` records the settings, head, summed states, encoding and,
+for beat tracking, which training ran.
 
 Selection (JukeMIR's): for each layer option (hidden state i, or the weighted sum) the config with the best
 mean validation score over seeds is chosen — the batched early-stopping metric, except for beat tracking,
@@ -15,7 +20,7 @@ seeds. The layer option with the best library validation metric is marked ``best
 """
 import logging
 from collections import defaultdict
-from dataclasses import asdict, fields, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +34,7 @@ from .config import resolve_config
 from .errors import ProbeConfigError
 from .features import build_source, load_features
 from .features.cache import CACHE_FIX
-from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers
+from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers, with_overrides
 from .published import attach_published, check_reference
 from .report import library_versions, mean_ci, write_report
 from .datasets import load_probe_dataset, task_type_of
@@ -41,11 +46,15 @@ logger = logging.getLogger(__name__)
 
 def train_settings(preset: TrainSettings, overrides: dict) -> TrainSettings:
     """The preset's settings with ``protocol.train`` overrides applied (unknown keys raise)."""
-    known = {f.name for f in fields(TrainSettings)}
-    bad = sorted(set(overrides or {}) - known)
-    if bad:
-        raise ProbeConfigError(f"probe config: unknown protocol.train keys {bad}; known: {sorted(known)}.")
-    return replace(preset, **(overrides or {}))
+    return with_overrides(preset, overrides, "protocol.train")
+
+
+def head_settings(protocol, cfg: dict):
+    """The preset's ``HeadSettings`` with ``protocol.sum_states`` and ``protocol.head`` overrides applied."""
+    overrides = dict(cfg["protocol"].get("head") or {})
+    if cfg["protocol"].get("sum_states"):
+        overrides["sum_states"] = cfg["protocol"]["sum_states"]
+    return with_overrides(protocol.head, overrides, "protocol.head")
 
 
 def config_text(config) -> str:
@@ -90,7 +99,7 @@ def summarize(data, result) -> tuple:
     """
     configs = result.configs
     valid_score = result.best_valid
-    if data.type.select_on_library:  # beat: valid F-measure after the DBN, not frame AP
+    if data.type.select_on_library and data.splits["valid"].dbn is None:  # beat: valid F after the DBN, not AP
         valid_score = np.array([data.type.evaluate({"valid": result.logits["valid"][p]}, data)["valid"]["primary"]
                                 for p in range(len(configs))])
     families = defaultdict(list)  # config without seed -> probe indices
@@ -115,10 +124,12 @@ def summarize(data, result) -> tuple:
     return selected, probes
 
 
-def run_task(entry: dict, cfg: dict, source, device, settings: TrainSettings, protocol, done: dict) -> tuple:
+def run_task(entry: dict, cfg: dict, source, device, settings, protocol, done: dict, head=None) -> tuple:
     """Load one task, its features and train its probes -> (selected rows, per-probe rows, task info).
 
-    ``done``: task name -> info of the tasks already run (names must be unique).
+    ``settings``: the run's ``protocol.train`` overrides (dict; a ``TrainSettings`` is taken as it is);
+    ``done``: task name -> info of the tasks already run (names must be unique); ``head``: ``HeadSettings``
+    (default: the protocol's).
     """
     if not isinstance(entry, dict) or "name" not in entry:
         raise ProbeConfigError(f"probe config: task entry {entry!r} needs a `name` (e.g. {{name: gtzan_genre, "
@@ -131,25 +142,32 @@ def run_task(entry: dict, cfg: dict, source, device, settings: TrainSettings, pr
     if hasattr(source, "bind_items"):  # Jukebox: JukeMIR names feature files by its per-dataset uid
         source.bind_items(task.items)
     features = load_features(source, [item.path for item in task.items], task.pooling, task.window_seconds,
-                             task.hop_seconds, cache_dir)
+                             task.hop_seconds, cache_dir, task.encoding())
     data = assemble(task, features, device)
     layers = resolve_layers(cfg["protocol"]["layers"] or protocol.layers, data.num_states)
     seeds = cfg["protocol"]["seeds"] or protocol.seeds
-    configs = expand(protocol.grid, layers, seeds)
+    grid = protocol.grid_for(task.name)
+    configs = expand(grid, layers, seeds)
+    if not isinstance(settings, TrainSettings):
+        settings = protocol.settings_for(task.name, settings)
+    head = head or protocol.head
     logger.info("task %s: %d probes (%d configs x %d layers x %d seeds) on %s", task.name, len(configs),
-                len(protocol.grid), len(layers), len(seeds), device)
+                len(grid), len(layers), len(seeds), device)
     train = train_batched if cfg["batched"] else train_sequential
-    result = train(configs, data, settings, progress=cfg["progress"])
+    result = train(configs, data, settings, progress=cfg["progress"], head=head)
     selected, probes = summarize(data, result)
     info = {"type": task.type, "split_checksums": task.split_checksums(), "skipped": task.skipped,
             "items": {s: len(task.split_items(s)) for s in SPLITS},
             "rows": {s: data.splits[s].num_items for s in SPLITS},
             "feature_cache": "hit" if features.from_cache else "miss", "num_probes": len(configs),
             "train_seconds": result.seconds, "pooling": task.pooling, "window_seconds": task.window_seconds,
-            "aggregate": task.aggregate, "rules": rules}
+            "aggregate": task.aggregate, "encoding": task.encoding().key(), "rules": rules,
+            "settings": asdict(settings), "head": asdict(head),
+            "summed_states": data.layer_names[head.sum_from(data.layer_names):] if data.num_states > 1 else []}
     if task.type == "beat":
         info.update(beat_tolerance=task.beat_tolerance, beat_average=task.beat_average,
-                    beat_neighbour_weight=task.beat_neighbour_weight)
+                    beat_neighbour_weight=task.beat_neighbour_weight, beat_training=task.beat_training,
+                    beat_crop_frames=data.splits["train"].crop_frames)
     return selected, probes, info
 
 
@@ -166,17 +184,20 @@ def run_probe(cfg) -> dict:
         check_writable(Path(cfg["cache_dir"]).expanduser(), fix=CACHE_FIX)
     device = resolve_device(cfg["device"])
     protocol = get_protocol(cfg["protocol"]["name"]).with_standardize(cfg["protocol"]["standardize"])
-    settings = train_settings(protocol.settings, cfg["protocol"]["train"])
+    settings = train_settings(protocol.settings, cfg["protocol"]["train"])  # checks the keys now
+    head = head_settings(protocol, cfg)
     source_cfg = dict(cfg["source"])
     reference = check_reference(source_cfg.pop("reference"))
     source = build_source(**source_cfg, device=cfg["device"])
     summary = {"name": cfg["name"], "config": cfg, "protocol": protocol.name, "settings": asdict(settings),
+               "head": asdict(head),
                "reference": reference,
                "config_hash": json_sha256(cfg),
                "versions": library_versions(), "device": str(device), "source": source.identity(),
                "selected": [], "probes": [], "tasks": {}}
     for entry in cfg["tasks"]:
-        selected, probes, info = run_task(entry, cfg, source, device, settings, protocol, summary["tasks"])
+        selected, probes, info = run_task(entry, cfg, source, device, cfg["protocol"]["train"], protocol,
+                                          summary["tasks"], head)
         summary["selected"] += selected
         summary["probes"] += probes
         summary["tasks"][selected[0]["task"]] = info

@@ -236,9 +236,11 @@ class BeatType(MultilabelType):
 
     Targets are 1 on the frame nearest each beat and ``task.beat_neighbour_weight`` on its neighbours
     (``beat.beat_targets``). Early stopping uses the average precision of beat frames on valid (a DBN per
-    probe per validation would cost minutes); configs are selected on the validation beat F-measure after
-    madmom's DBN (``select_on_library``), and reported with it: ``mir_eval`` with ±``task.beat_tolerance`` s,
-    averaged as ``task.beat_average`` says (pooled over files by default, as MARBLE's code).
+    probe per validation costs seconds to minutes), or, when the valid split says so (``SplitArrays.dbn``: beat
+    training as MARBLE), the beat F-measure after madmom's DBN itself; configs are selected on the validation
+    beat F-measure after madmom's DBN (``select_on_library``), and reported with it: ``mir_eval`` with
+    ±``task.beat_tolerance`` s, averaged as ``task.beat_average`` says (pooled over files by default, as MARBLE's
+    code).
     """
     name, primary = "beat", "f_measure"
     select_on_library = True
@@ -247,19 +249,31 @@ class BeatType(MultilabelType):
         return 1
 
     def batched_primary(self, logits, split):
+        if split.dbn is not None:  # MARBLE: validation on the beat F after the DBN, probe by probe
+            rate, tolerance, average = split.dbn
+            scores = [self.dbn_f_measure(p.float().cpu().numpy(), split.files, rate, tolerance, average)
+                      for p in logits]
+            return torch.tensor(scores, dtype=torch.float32, device=logits.device)
         return metrics.batched_macro_average_precision(logits, (split.y >= 1).float())  # beat frames only
 
-    def evaluate(self, logits, data):
+    @staticmethod
+    def dbn_f_measure(logits: np.ndarray, files: list, frame_rate: float, tolerance: float, average: str) -> float:
+        """logits: (N, 1) frame logits of a split; files: its (start, stop, reference beats) -> beat F-measure of
+        madmom's DBN decoding (``metrics.beat_f_measure_files``)."""
         from .beat import decode_beats
 
+        pairs = []
+        for start, stop, reference in files:
+            activation = 1 / (1 + np.exp(-logits[start:stop, 0].astype(np.float64)))
+            pairs.append((reference, decode_beats(activation, frame_rate)))
+        return metrics.beat_f_measure_files(pairs, tolerance, average)
+
+    def evaluate(self, logits, data):
         out = {}
         task = data.task
         for s in logits:
-            pairs = []
-            for start, stop, reference in data.splits[s].files:
-                activation = 1 / (1 + np.exp(-logits[s][start:stop, 0].astype(np.float64)))
-                pairs.append((reference, decode_beats(activation, data.frame_rate)))
-            score = metrics.beat_f_measure_files(pairs, task.beat_tolerance, task.beat_average)
+            score = self.dbn_f_measure(logits[s], data.splits[s].files, data.frame_rate, task.beat_tolerance,
+                                       task.beat_average)
             out[s] = {"f_measure": score, "primary": score}
         return out
 

@@ -53,8 +53,14 @@ def _check_options(name: str, loader, options: dict) -> None:
         raise ProbeConfigError(f"task {name}: unknown option(s) {unknown}; known: {sorted(known)}.")
 
 
+NOT_SET = object()  # a rule value that was not given (None is a value for min_window_seconds / first_seconds)
+
+
 def load_probe_dataset(name: str, root=None, pooling=None, window_seconds=None, hop_seconds=None, aggregate=None,
-              beat_tolerance=None, beat_average=None, beat_neighbour_weight=None, **options) -> ProbeDataset:
+                       beat_tolerance=None, beat_average=None, beat_neighbour_weight=None, beat_training=None,
+                       beat_crop_seconds=None, encode=None,
+                       min_window_seconds=NOT_SET, first_seconds=NOT_SET, waveform_norm=None, trim_silence=None,
+                       **options) -> ProbeDataset:
     """Load a registry task and apply pooling / scoring overrides; the result is validated (three non-empty
     splits).
 
@@ -62,7 +68,9 @@ def load_probe_dataset(name: str, root=None, pooling=None, window_seconds=None, 
         name: registry name. root: the dataset folder (registry tasks). options: loader options (``csv``:
             ``path``, ``type``, optional ``task_name``, ``classes``, ``output_names``).
         pooling / window_seconds / hop_seconds / aggregate / beat_tolerance / beat_average /
-            beat_neighbour_weight: override the task's defaults (see ``ProbeDataset``).
+            beat_neighbour_weight / beat_training / beat_crop_seconds / encode / min_window_seconds /
+            first_seconds / waveform_norm / trim_silence:
+            override the task's defaults (see ``ProbeDataset``).
     """
     spec = dataset_spec(name)
     _check_options(name, spec.loader, options)
@@ -84,11 +92,23 @@ def load_probe_dataset(name: str, root=None, pooling=None, window_seconds=None, 
         task.hop_seconds = float(hop_seconds)
     if aggregate is not None:
         task.aggregate = None if aggregate in ("none", "None") else aggregate
-    for key, value in (("beat_tolerance", beat_tolerance), ("beat_neighbour_weight", beat_neighbour_weight)):
+    for key, value in (("beat_tolerance", beat_tolerance), ("beat_neighbour_weight", beat_neighbour_weight),
+                       ("beat_crop_seconds", beat_crop_seconds)):
         if value is not None:
             setattr(task, key, float(value))
     if beat_average is not None:
         task.beat_average = beat_average
+    if beat_training is not None:
+        task.beat_training = beat_training
+    for key, value in (("min_window_seconds", min_window_seconds), ("first_seconds", first_seconds)):
+        if value is not NOT_SET:
+            setattr(task, key, None if value in (None, "none", "None") else float(value))
+    if encode is not None:
+        task.encode = encode
+    if waveform_norm is not None:
+        task.waveform_norm = waveform_norm
+    if trim_silence is not None:
+        task.trim_silence = bool(trim_silence)
     task.validate()
     return task
 

@@ -4,14 +4,16 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ...core.fingerprint import data_sha256
-from ..errors import ProbeDataError
+from ..errors import ProbeConfigError, ProbeDataError
 
 SPLITS = ("train", "valid", "test")
 POOLINGS = ("clip", "window", "frames")
 AGGREGATES = (None, "mean")
 BEAT_AVERAGES = ("pooled", "per_file")
+BEAT_TRAININGS = ("frames", "marble")
 RULE_KEYS = ("pooling", "window_seconds", "hop_seconds", "aggregate", "beat_tolerance", "beat_average",
-             "beat_neighbour_weight")  # task settings a protocol's rules or a config's task entry may set
+             "beat_neighbour_weight", "beat_training", "beat_crop_seconds", "encode", "min_window_seconds",
+             "first_seconds", "waveform_norm", "trim_silence")  # what a protocol's rules or a task entry may set
 
 
 @dataclass
@@ -54,6 +56,15 @@ class ProbeDataset:
             (MARBLE's GTZANBT_metric.py); "per_file" = the mean of each file's F.
         beat_neighbour_weight: frame target on the frames either side of a beat (1.0 = "adjacent frames
             labelled as beat", Ma et al. §3.2; 0.5 = a softer smoothing).
+        beat_training: "frames" (cheap): batches of random frames, early stopping and LR schedule on the valid
+            frame average precision, neighbour targets in every split; "marble" (MARBLE's
+            ``GTZANBT_base_config.yaml`` / ``GTZANBT_dataset.py`` / ``GTZANBT_prober.py``): batches of
+            ``beat_crop_seconds`` random crops (one per file), epochs counted in files, early stopping, LR schedule
+            and the kept point on the valid beat F after madmom's DBN, neighbour targets in training only. Configs
+            are chosen on the valid beat F either way.
+        encode / min_window_seconds / first_seconds / waveform_norm / trim_silence: how the audio reaches the
+            encoder (``features.encoding.Encoding``): "file" = the whole file encoded, windows pooled from its
+            frames; "window" = each pooling window encoded alone (MARBLE's and MuLaP's code).
         skipped: reason -> count of items the loader left out (reported, never silent).
     """
     name: str
@@ -68,7 +79,24 @@ class ProbeDataset:
     beat_tolerance: float = 0.07
     beat_average: str = "pooled"
     beat_neighbour_weight: float = 0.5
+    beat_training: str = "frames"
+    beat_crop_seconds: float = 10.0
+    encode: str = "file"
+    min_window_seconds: Optional[float] = None
+    first_seconds: Optional[float] = None
+    waveform_norm: str = "model"
+    trim_silence: bool = False
     skipped: dict = field(default_factory=dict)
+
+    def encoding(self):
+        """The ``features.encoding.Encoding`` of this task's features (checks its fields)."""
+        from ..features.encoding import Encoding
+
+        try:
+            return Encoding(self.encode, self.window_seconds, self.hop_seconds, self.min_window_seconds,
+                            self.first_seconds, self.waveform_norm, bool(self.trim_silence))
+        except ProbeConfigError as err:
+            raise ProbeConfigError(f"task {self.name}: {err}") from None
 
     def split_items(self, split: str) -> list:
         return [item for item in self.items if item.split == split]
@@ -91,6 +119,10 @@ class ProbeDataset:
                                  f"{BEAT_AVERAGES}.")
         if not self.beat_tolerance > 0:
             raise ProbeDataError(f"task {self.name}: beat_tolerance must be > 0 seconds, got {self.beat_tolerance}.")
+        if self.beat_training not in BEAT_TRAININGS or not self.beat_crop_seconds > 0:
+            raise ProbeDataError(f"task {self.name}: beat_training {self.beat_training!r} must be one of "
+                                 f"{BEAT_TRAININGS} and beat_crop_seconds > 0 (got {self.beat_crop_seconds}).")
+        self.encoding()
 
     def split_checksums(self) -> dict:
         """split -> sha256 of its sorted ``path<TAB>label`` lines (to tell whether two runs used the same split)."""

@@ -6,7 +6,8 @@
 kind         source
 ===========  ==============================================================================
 checkpoint   fairseq checkpoint (music2vec, MusicHuBERT, hubert, wav2vec2, data2vec_audio)
-hf           local transformers wav2vec2-family model folder
+hf           local transformers model folder: wav2vec2 family (music2vec-v1, HuBERT, ...), or remote code
+             (MERT) with ``trust_remote_code``
 jukebox      folder of JukeMIR-layout Jukebox .npy features (4800-d per clip, named by JukeMIR's uid)
 chroma       JukeMIR CHROMA baseline (72-d), librosa
 mfcc         JukeMIR MFCC baseline (120-d), librosa
@@ -28,15 +29,19 @@ from .source import FeatureSource
 
 def build_source(kind: str, path=None, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
                  device: str = "auto", dim: int = 4800, random_init: bool = False, seed: int = 0,
-                 sample_rate: int = 22050, cnn: bool = False, naming: str = "jukemir") -> FeatureSource:
+                 sample_rate: int = 22050, cnn: bool = False, naming: str = "jukemir",
+                 trust_remote_code: bool = False) -> FeatureSource:
     """Build a feature source from the ``source:`` block of a probe config (see ``probe.config.SourceConfig``)."""
     if cnn and kind != "checkpoint":
         raise ProbeConfigError(f"source.cnn=true needs source.kind=checkpoint, not {kind!r}.")
+    if trust_remote_code and kind != "hf":
+        raise ProbeConfigError(f"source.trust_remote_code=true needs source.kind=hf, not {kind!r}.")
     if kind in ("checkpoint", "hf"):
         if path is None:
             raise ProbeConfigError(f"source.kind={kind} needs source.path (the checkpoint / model folder).")
         check_source_path(kind, path)
-        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, random_init, seed, cnn)
+        return EncoderSource(kind, path, layers, batch_size, chunk_seconds, device, random_init, seed, cnn,
+                             trust_remote_code)
     if random_init:
         raise ProbeConfigError(f"source.random_init=true needs source.kind=checkpoint, not {kind!r}.")
     if kind == "jukebox":

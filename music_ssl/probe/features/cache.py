@@ -2,12 +2,14 @@
 
 Key = sha256 of: the source's identity (checkpoint / model-folder content hash, random init and its seed, kept
 layers, chunking; Jukebox file listing and size; baseline, librosa version, sample rate and hop — an encoder's
-sample rate is fixed by its checkpoint, so its hash covers it), the pooling mode, window and hop,
+sample rate is fixed by its checkpoint, so its hash covers it), the pooling mode, window and hop, the
+``Encoding`` (windows encoded alone or from the whole file, waveform normalisation, crop, silence trimming),
 ``FEATURE_CODE_VERSION`` and the package version, and every audio file (path, size, mtime). Change any of them
 and the key changes, so a stale entry is never read.
 An entry is one ``.npz``: ``data`` (sum of rows, S, C), ``offsets`` (files + 1), ``layer_names``,
 ``frame_rate``; written to a temporary name and renamed when complete; an unreadable entry is recomputed.
 """
+import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +22,11 @@ from ...core.fingerprint import json_sha256
 from ...core.version import __version__
 from ...data.audio import audio_info
 from ..errors import ProbeDataError
+from .encoding import Encoding
 
 logger = logging.getLogger(__name__)
-FEATURE_CODE_VERSION = 2  # bump when extraction or pooling code changes what it computes (2: soxr resampling, #19)
+FEATURE_CODE_VERSION = 3  # bump when extraction or pooling code changes what it computes (2: soxr resampling, #19;
+# 3: the Encoding in the key, windows encoded alone, waveform z-score, #22)
 CACHE_FIX = "set cache_dir to a folder on another disk (or cache_dir=null: no cache)"  # a full / read-only cache
 
 
@@ -35,14 +39,14 @@ class FeatureSet:
     from_cache: bool
 
 
-def cache_key(source, paths: list, pooling: str, window, hop) -> str:
+def cache_key(source, paths: list, pooling: str, window, hop, encoding: Encoding = Encoding()) -> str:
     files = []
     for path in paths:
         audio_info(path)  # clear error for missing / unreadable files before anything else
         stat = Path(path).stat()
         files.append([str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns])
     blob = {"source": source.identity(), "pooling": pooling, "window": window, "hop": hop,
-            "code": FEATURE_CODE_VERSION, "package": __version__, "files": files}
+            "encoding": encoding.key(), "code": FEATURE_CODE_VERSION, "package": __version__, "files": files}
     return json_sha256(blob)
 
 
@@ -83,13 +87,26 @@ def check_finite(features: FeatureSet, paths: list, kind: str) -> None:
                              f"the checkpoint (NaN/Inf weights?) or drop the file.")
 
 
-def load_features(source, paths: list, pooling: str, window=None, hop=None, cache_dir=None) -> FeatureSet:
+def takes_encoding(source) -> bool:
+    """Whether ``source.extract`` accepts an ``encoding`` (sources that encode audio do; precomputed ones don't)."""
+    return "encoding" in inspect.signature(source.extract).parameters
+
+
+def load_features(source, paths: list, pooling: str, window=None, hop=None, cache_dir=None,
+                  encoding: Encoding = None) -> FeatureSet:
     """Features of ``paths`` from ``source``: from the cache when the key matches, else extracted and stored.
 
     Args:
         cache_dir: folder of cache entries (None = no caching).
+        encoding: how audio reaches the encoder (``features.encoding``; None = whole files, the model's own
+            waveform rule). A source of precomputed features (Jukebox) ignores it, and says so.
     """
-    key = cache_key(source, paths, pooling, window, hop) if cache_dir else None
+    encoding = encoding or Encoding()
+    if not encoding.default and not takes_encoding(source):
+        logger.warning("%s features are precomputed: the task's encoding rules %s do not apply to them",
+                       source.kind, encoding.key())
+        encoding = Encoding()
+    key = cache_key(source, paths, pooling, window, hop, encoding) if cache_dir else None
     entry = Path(cache_dir) / key[:2] / f"{key}.npz" if key else None
     if entry is not None and entry.exists():
         try:
@@ -102,7 +119,8 @@ def load_features(source, paths: list, pooling: str, window=None, hop=None, cach
                 check_finite(features, paths, source.kind)
                 return features
     logger.info("extracting %s features of %d files%s", source.kind, len(paths), f" for {entry}" if entry else "")
-    arrays, names, rate = source.extract(list(paths), pooling, window, hop)
+    extra = {"encoding": encoding} if not encoding.default else {}
+    arrays, names, rate = source.extract(list(paths), pooling, window, hop, **extra)
     shapes = {a.shape[1:] for a in arrays}
     if len(shapes) != 1:
         raise ProbeDataError(f"{source.kind} features of different shapes {sorted(shapes)[:3]}; one source must "

@@ -1,13 +1,16 @@
 """Hidden states of a frozen wav2vec2-family encoder: a fairseq checkpoint (music2vec, MusicHuBERT, stock
-hubert / wav2vec2 / data2vec_audio) or a local transformers model folder.
+hubert / wav2vec2 / data2vec_audio) or a local transformers model folder (native, or remote code such as MERT's
+with ``trust_remote_code``: ``music_ssl.export.hf_encoder``).
 
 The encoder object follows the shared contract (``music_ssl.checkpoint.FrozenEncoder`` /
 ``music_ssl.export.hf_encoder.HFEncoder``): ``encoder(audio (B, S), lengths)`` -> (list of L + 1 (B, T, C),
 frame_lengths) and ``encoder.encode_long(audio (S,) numpy, chunk_seconds)`` -> list of L + 1 (T, C) numpy.
 Files are batched only with files of exactly the same length (so no padding can change a result); files longer
-than ``chunk_seconds`` go through ``encode_long``. Audio is resampled to the encoder's sample rate, which the
-checkpoint fixes (so the checkpoint hash in the cache key covers it). The model is loaded only when the cache
-misses.
+than ``chunk_seconds`` go through ``encode_long``. Audio is resampled (soxr HQ) to the encoder's sample rate: a
+checkpoint's task fixes it (its hash in the cache key covers it); a transformers folder's is
+``preprocessor_config.json``'s ``sampling_rate`` (else 16000 Hz; MERT-v1: 24000), and it is in the cache key with
+the folder's waveform normalisation and ``trust_remote_code``, so features made at one rate are never reused at
+another. The model is loaded only when the cache misses.
 """
 import logging
 from collections import defaultdict
@@ -23,6 +26,7 @@ from music_ssl.core.device import resolve_device
 
 from ...data.audio import audio_info, read_audio
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
+from .encoding import Encoding, model_norm_file, own_norm_off, read_prepared
 from .source import FeatureSource, FrameMemo, mean_windows
 
 logger = logging.getLogger(__name__)
@@ -41,35 +45,55 @@ class EncoderSource(FeatureSource):
         random_init: checkpoint only: the checkpoint's architecture with fresh weights drawn with ``seed``.
         cnn: checkpoint only: the one feature is the raw conv feature extractor output (named "cnn") instead of
             the L + 1 hidden states (named "input" — the Transformer input — then "layer1".."layerL").
+        trust_remote_code: hf only: allow a folder whose config.json has ``auto_map`` (e.g. MERT) to run its own
+            Python code; without it such a folder is refused at once.
     """
 
     def __init__(self, kind: str, path, layers=None, batch_size: int = 8, chunk_seconds: float = 30.0,
-                 device: Optional[str] = "auto", random_init: bool = False, seed: int = 0, cnn: bool = False):
+                 device: Optional[str] = "auto", random_init: bool = False, seed: int = 0, cnn: bool = False,
+                 trust_remote_code: bool = False):
         if random_init and kind != "checkpoint":
             raise ProbeConfigError("source.random_init=true needs source.kind=checkpoint (the architecture is read "
                                    "from the fairseq checkpoint).")
         self.kind, self.path = kind, Path(path)
         self.layers, self.batch_size, self.chunk_seconds = layers, int(batch_size), float(chunk_seconds)
         self.device, self.random_init, self.seed = resolve_device(device), bool(random_init), int(seed)
-        self.cnn = bool(cnn)
+        self.cnn, self.trust_remote_code = bool(cnn), bool(trust_remote_code)
+        if self.trust_remote_code and kind != "hf":
+            raise ProbeConfigError(f"source.trust_remote_code=true needs source.kind=hf, not {kind!r}.")
         self._encoder, self._identity, self.names = None, None, None
         self.memo = FrameMemo()
         if not self.path.exists():
             what = "fairseq checkpoint file" if kind == "checkpoint" else "transformers model folder"
             raise MissingDataError(f"{self.path}: {what} not found (set source.path in the probe config).")
+        if kind == "hf":  # refuse a remote-code folder now, not when the cache first misses
+            from music_ssl.export.hf_encoder import HFModelError, check_remote_code
+
+            try:
+                check_remote_code(self.path, self.trust_remote_code)
+            except HFModelError as err:
+                raise ProbeConfigError(str(err)) from err
 
     def identity(self) -> dict:
         if self._identity is None:  # hashing a large checkpoint takes seconds: once per source
+            extra = {"cnn": True} if self.cnn else {}
             if self.kind == "checkpoint":
                 content = file_sha256(self.path)
             else:
-                from music_ssl.export.hf_encoder import HASHED_SUFFIXES
+                from music_ssl.export.hf_encoder import (HASHED_SUFFIXES, HFModelError, normalization_eps,
+                                                         read_preprocessor)
 
                 content = folder_sha256(self.path, HASHED_SUFFIXES)
+                try:
+                    sample_rate, normalize = read_preprocessor(self.path, warn=False)
+                except HFModelError as err:
+                    raise ProbeDataError(str(err)) from err
+                extra = {"sample_rate": sample_rate, "trust_remote_code": self.trust_remote_code,
+                         "normalize_eps": normalization_eps(self.path) if normalize else None}
             self._identity = {"kind": self.kind, "sha256": content,
                               "layers": self.layers, "chunk_seconds": self.chunk_seconds,
                               "random_init": self.random_init, "seed": self.seed if self.random_init else None,
-                              **({"cnn": True} if self.cnn else {})}
+                              **extra}
         return self._identity
 
     @property
@@ -85,7 +109,8 @@ class EncoderSource(FeatureSource):
                                                                   random_init=self.random_init, seed=self.seed,
                                                                   cnn=self.cnn)
                 else:
-                    self._encoder = HFEncoder.from_pretrained(self.path, device=self.device)
+                    self._encoder = HFEncoder.from_pretrained(self.path, device=self.device,
+                                                              trust_remote_code=self.trust_remote_code)
             except (CheckpointError, HFModelError, FileNotFoundError) as err:
                 raise ProbeDataError(" / ".join(str(err).split("\n"))) from err
         return self._encoder
@@ -98,11 +123,18 @@ class EncoderSource(FeatureSource):
             raise ProbeConfigError(f"source.layers {bad} out of range: the encoder has {len(states)} hidden states.")
         return [int(i) for i in self.layers]
 
-    def extract(self, paths, pooling, window, hop):
+    def extract(self, paths, pooling, window, hop, encoding: Encoding = None):
+        """See ``FeatureSource.extract``; ``encoding`` (``features.encoding``): the waveform rule and, with
+        ``encode="window"``, windows encoded alone ((W, S, C) window means; frames are refused)."""
+        encoding = encoding or Encoding()
+        if encoding.encode == "window":
+            return self._extract_windows(paths, pooling, encoding)
+        memo = self.memo if encoding.default else self.__dict__.setdefault("_memos", {}).setdefault(
+            repr(encoding), FrameMemo())  # frames of another waveform rule never mix with the default's
         out: list = [None] * len(paths)
         missing = []
         for index, path in enumerate(paths):
-            states = self.memo.get(path)
+            states = memo.get(path)
             if states is None:
                 missing.append(index)
             else:
@@ -111,12 +143,12 @@ class EncoderSource(FeatureSource):
             enc = self.encoder
             self.frame_rate = float(enc.frame_rate)
             with tqdm(total=len(missing), desc=f"{self.kind} features", unit="file", disable=None) as bar:
-                for batch in self._batches([paths[i] for i in missing]):
-                    for index, states in self._encode([missing[i] for i in batch], paths, enc):
+                for batch in self._batches([paths[i] for i in missing], encoding):
+                    for index, states in self._encode([missing[i] for i in batch], paths, enc, encoding):
                         keep = self._select(states)
                         self.names = ["cnn"] if self.cnn else [("input" if i == 0 else f"layer{i}") for i in keep]
                         stacked = np.stack([states[i] for i in keep])  # (S, T, C)
-                        self.memo.put(paths[index], stacked)
+                        memo.put(paths[index], stacked)
                         out[index] = self._pool(stacked, pooling, window, hop)
                         bar.update(1)
         return out, self.names, self.frame_rate
@@ -126,23 +158,74 @@ class EncoderSource(FeatureSource):
             return np.ascontiguousarray(stacked.transpose(1, 0, 2)).astype(np.float16)  # (T, S, C)
         return mean_windows(stacked, self.frame_rate, window, hop)
 
-    def _batches(self, paths) -> list:
-        """Lists of indices into ``paths``: same-length short files together (<= batch_size), long files alone."""
+    def _extract_windows(self, paths, pooling, encoding: Encoding) -> tuple:
+        """Each window of ``encoding`` through the encoder on its own -> per file (W, S, C) float32 window means.
+
+        Windows of ``batch_size`` files at a time are batched with windows of exactly the same length (no padding)."""
+        if pooling == "frames":
+            raise ProbeConfigError("encode=window gives one vector per window; a frame-level task (beat tracking) "
+                                   "needs encode=file.")
+        enc = self.encoder
+        self.frame_rate = float(enc.frame_rate)
+        out = [None] * len(paths)
+        with tqdm(total=len(paths), desc=f"{self.kind} features (windows alone)", unit="file", disable=None) as bar:
+            for first in range(0, len(paths), self.batch_size):
+                group = list(range(first, min(first + self.batch_size, len(paths))))
+                windows = {i: read_prepared(paths[i], enc.sample_rate, encoding,
+                                            lambda audio: model_norm_file(enc, audio)) for i in group}
+                means = {i: [None] * len(windows[i]) for i in group}
+                by_length = defaultdict(list)  # samples -> [(file, window)]
+                for i in group:
+                    for w, audio in enumerate(windows[i]):
+                        if len(audio) < enc.receptive_field:
+                            raise ProbeDataError(too_short(paths[i], len(audio), enc.sample_rate, enc.receptive_field))
+                        by_length[len(audio)].append((i, w))
+                with own_norm_off(enc, encoding):  # normalised above (read_prepared)
+                    for pairs in by_length.values():
+                        for start in range(0, len(pairs), self.batch_size):
+                            batch = pairs[start:start + self.batch_size]
+                            audio = torch.from_numpy(np.stack([windows[i][w] for i, w in batch])).to(enc.device)
+                            hidden, frame_lengths = enc(audio)  # L + 1 x (B, T, C)
+                            for row, (i, w) in enumerate(batch):
+                                n = int(frame_lengths[row])
+                                states = [h[row, :n].float().mean(0).cpu().numpy() for h in hidden]
+                                keep = self._select(states)
+                                self.names = ["cnn"] if self.cnn else [("input" if k == 0 else f"layer{k}")
+                                                                       for k in keep]
+                                means[i][w] = np.stack([states[k] for k in keep])  # (S, C)
+                for i in group:
+                    out[i] = np.stack(means[i]).astype(np.float32)  # (W, S, C)
+                bar.update(len(group))
+        return out, self.names, self.frame_rate
+
+    def _batches(self, paths, encoding: Encoding = Encoding()) -> list:
+        """Lists of indices into ``paths``: same-length short files together (<= batch_size), long files alone
+        (every file alone when ``encoding`` trims silence: lengths then differ)."""
         by_length = defaultdict(list)
         for index, path in enumerate(paths):
             info = audio_info(path)
-            key = ("long", index) if info.seconds > self.chunk_seconds else (info.sample_rate, info.frames)
+            key = ("long", index) if info.seconds > self.chunk_seconds or encoding.trim_silence else (
+                info.sample_rate, info.frames)
             by_length[key].append(index)
         batches = []
         for indices in by_length.values():
             batches += [indices[i:i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
         return batches
 
-    def _encode(self, batch, paths, enc):
+    def _encode(self, batch, paths, enc, encoding: Encoding = Encoding()):
         """Yield (path index, list of S numpy (T, C)) for one batch of indices."""
         # downmixed, resampled with soxr HQ (before #19 torchaudio's sinc: both band-limited, features can move in
         # the last digits)
-        audios = [read_audio(paths[i], enc.sample_rate)[0] for i in batch]  # each (samples,) float32
+        if encoding.default:
+            audios = [read_audio(paths[i], enc.sample_rate)[0] for i in batch]  # each (samples,) float32
+        else:  # another waveform rule / a crop: applied here, the encoder's own normalisation off below
+            audios = [read_prepared(paths[i], enc.sample_rate, encoding, lambda a: model_norm_file(enc, a))[0]
+                      for i in batch]
+        with own_norm_off(enc, encoding):
+            yield from self._encode_audio(batch, paths, enc, audios)
+
+    def _encode_audio(self, batch, paths, enc, audios):
+        """Yield (path index, list of S numpy (T, C)) for prepared ``audios`` (each (samples,) float32)."""
         for index, audio in zip(batch, audios):
             if len(audio) < enc.receptive_field:  # the encoder would say "audio item k": name the file instead
                 raise ProbeDataError(too_short(paths[index], len(audio), enc.sample_rate, enc.receptive_field))

@@ -7,7 +7,8 @@ deviation over time of the feature, of its first difference and of its second di
 in that order (mean f, std f, mean Δf, std Δf, mean Δ²f, std Δ²f).
 
 Frame-level (beat) features are the per-frame [f, Δf, Δ²f] (3 x bins), the first frames' differences taken
-against a repeated first frame.
+against a repeated first frame. With an ``Encoding`` of ``encode="window"`` each window's audio is analysed on its
+own (peak-normalised and framed alone); its waveform rule, crop and silence trimming apply before.
 """
 from importlib.metadata import version
 
@@ -16,6 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ...data.audio import read_audio
+from ..errors import ProbeConfigError
+from .encoding import Encoding, read_prepared
 from .source import FeatureSource, FrameMemo, window_bounds
 
 HOP = 512  # samples
@@ -62,7 +65,10 @@ class HandcraftedSource(FeatureSource):
         return {"kind": self.kind, "librosa": version("librosa"), "sample_rate": self.sample_rate, "hop": HOP,
                 "bins": NUM_BINS[self.feature]}
 
-    def extract(self, paths, pooling, window, hop):
+    def extract(self, paths, pooling, window, hop, encoding: Encoding = None):
+        encoding = encoding or Encoding()
+        if not encoding.default:
+            return self._extract_prepared(paths, pooling, window, hop, encoding)
         out = []
         for path in tqdm(paths, desc=f"{self.kind} features", unit="file", disable=None):
             frames = self.memo.get(path)
@@ -74,4 +80,22 @@ class HandcraftedSource(FeatureSource):
                 continue
             bounds = window_bounds(frames.shape[1], self.frame_rate, window, hop)
             out.append(np.stack([moments(frames[:, a:b]) for a, b in bounds])[:, None, :])  # (W, 1, 6 * bins)
+        return out, [self.feature], self.frame_rate
+
+    def _extract_prepared(self, paths, pooling, window, hop, encoding: Encoding) -> tuple:
+        """``extract`` of the audio ``encoding`` prepares: one analysis per window (``encode="window"``) or of the
+        prepared whole file."""
+        if pooling == "frames" and encoding.encode == "window":
+            raise ProbeConfigError("encode=window gives one vector per window; a frame-level task needs encode=file.")
+        out = []
+        for path in tqdm(paths, desc=f"{self.kind} features", unit="file", disable=None):
+            windows = read_prepared(path, self.sample_rate, encoding)
+            frames = [frame_features(w, self.sample_rate, self.feature) for w in windows]  # each (bins, T)
+            if pooling == "frames":
+                out.append(frame_deltas(frames[0])[:, None, :].astype(np.float16))
+            elif encoding.encode == "window":
+                out.append(np.stack([moments(f) for f in frames])[:, None, :])  # (W, 1, 6 * bins)
+            else:
+                bounds = window_bounds(frames[0].shape[1], self.frame_rate, window, hop)
+                out.append(np.stack([moments(frames[0][:, a:b]) for a, b in bounds])[:, None, :])
         return out, [self.feature], self.frame_rate
