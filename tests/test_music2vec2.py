@@ -1,0 +1,81 @@
+"""music2vec2 (data2vec 2.0 on music): both configs train 2 updates through fairseq-hydra-train on CPU, the checkpoint
+loads with the safe unpickler and gives every hidden state, and the base config carries the recipe's values."""
+import pytest
+import torch
+from fairseq import checkpoint_utils
+
+import music_ssl  # noqa: F401  (registers music2vec2)
+from conftest import train_tiny
+from test_pretrain import compose_pretrain
+
+BASE_AT_TINY_WIDTH = (  # music2vec2_base on CPU: 2 blocks x 32 dims, 2-s crops, fp32, one process
+    "common.cpu=true", "common.fp16=false", "distributed_training.distributed_world_size=1", "dataset.num_workers=1",
+    "task.crop_seconds=2", "task.min_sample_size=8000", "model.depth=2", "model.embed_dim=32", "++model.num_heads=2",
+    "++model.average_top_k_layers=2", "model.clone_batch=2",
+    "model.modalities.audio.feature_encoder_spec='[(32,10,5)] + [(32,3,2)] * 4 + [(32,2,2)] * 2'",
+    "model.modalities.audio.conv_pos_width=16", "model.modalities.audio.conv_pos_groups=4",
+    "model.modalities.audio.conv_pos_depth=1", "model.modalities.audio.decoder.decoder_dim=16",
+    "model.modalities.audio.decoder.decoder_groups=4", "model.modalities.audio.decoder.decoder_layers=1",
+    "lr_scheduler.warmup_updates=1",
+)
+
+
+def load(path):
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    (model,), _cfg, _task = checkpoint_utils.load_model_ensemble_and_task([str(path)])
+    return state, model.eval()
+
+
+def test_tiny_trains_two_updates_and_its_checkpoint_gives_every_hidden_state(tmp_path, audio_corpus):
+    state, model = load(train_tiny("music2vec2_tiny", audio_corpus, tmp_path / "ckpt"))
+    assert state["cfg"]["model"]["_name"] == "music2vec2" and state["optimizer_history"][-1]["num_updates"] == 2
+    assert state["model"].get("_ema"), "the EMA teacher is saved with the student"
+    assert type(model).__name__ == "Music2Vec2Model"
+    audio = torch.randn(2, 32000)
+    with torch.no_grad():
+        hidden, frame_mask = model.extract_hidden_states(audio)
+        again, _ = model.extract_hidden_states(audio[:1])
+    assert len(hidden) == 4 + 1 and all(h.shape == (2, 99, 64) for h in hidden) and frame_mask is None
+    torch.testing.assert_close(again[-1], hidden[-1][:1], rtol=1e-5, atol=1e-5)  # batch vs single
+    with torch.no_grad():
+        features = model(audio, mask=False, features_only=True)["x"]
+    torch.testing.assert_close(hidden[-1], features, rtol=0, atol=0)
+    assert not torch.equal(hidden[0], hidden[1]), "state 0 is the input of block 1, not its output"
+
+
+def test_base_trains_two_updates_on_cpu_at_tiny_width(tmp_path, audio_corpus):
+    state, model = load(train_tiny("music2vec2_base", audio_corpus, tmp_path / "ckpt", *BASE_AT_TINY_WIDTH))
+    assert state["optimizer_history"][-1]["num_updates"] == 2
+    assert state["cfg"]["task"]["crop_reading"] and state["cfg"]["task"]["precompute_mask_config"] is not None
+    assert len(model.blocks) == 2 and model.cfg.modalities.audio.use_alibi_encoder
+
+
+def test_base_has_the_recipes_and_the_papers_settings():
+    cfg = compose_pretrain("music2vec2_base")
+    model, audio = cfg["model"], cfg["model"]["modalities"]["audio"]
+    assert model["_name"] == "music2vec2" and cfg["task"]["_name"] == "music2vec_pretraining"
+    assert cfg["task"]["crop_seconds"] == 30 and cfg["task"]["precompute_mask_config"] == {}
+    assert (model["depth"], model["embed_dim"], model["clone_batch"]) == (12, 768, 8)
+    assert (audio["mask_prob"], audio["mask_length"], audio["inverse_mask"]) == (0.5, 5, False)
+    assert audio["decoder"]["decoder_dim"] == 384 and audio["decoder"]["decoder_layers"] == 4
+    assert cfg["optimization"]["max_update"] == 400000
+    assert cfg["distributed_training"]["distributed_world_size"] == 8
+    from music_ssl.models.music2vec2 import Music2Vec2Config
+
+    defaults = Music2Vec2Config()
+    assert defaults.average_top_k_layers == 8 and defaults.instance_norm_target_layer
+    assert defaults.supported_modality.name == "AUDIO"
+
+
+def test_base_has_about_95m_parameters():
+    from omegaconf import OmegaConf
+
+    from music_ssl.models.music2vec2 import Music2Vec2Config, Music2Vec2Model
+
+    cfg = compose_pretrain("music2vec2_base")["model"]
+    cfg.pop("_name")
+    root = OmegaConf.create({"model": OmegaConf.merge(OmegaConf.structured(
+        Music2Vec2Config(ema_anneal_end_step=1, max_update=1, seed=1)), cfg)})  # II("model.…") resolve in root
+    model = Music2Vec2Model.build_model(root.model)
+    encoder = sum(p.numel() for n, p in model.named_parameters() if ".decoder." not in n and not n.startswith("_ema"))
+    assert 90e6 < encoder < 100e6, encoder
