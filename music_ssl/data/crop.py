@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 import soundfile as sf
 import torch
+import torch.nn.functional as F
 
 from ..core.errors import ConfigError
 from ..core.fingerprint import mix64
@@ -117,8 +118,8 @@ def read_crop(path: str, start: int, length: int, listed: int, out: np.ndarray, 
 
     Raises:
         MissingAudioError / AudioError: the file is gone, has another sample rate (kind ``rate``) or cannot be
-        decoded; kind ``truncated`` when the crop comes back short (the file decodes fewer samples than its manifest row lists: never padded or shortened
-        silently); kind ``non-finite`` for NaN/Inf samples.
+        decoded; kind ``truncated`` when the crop comes back short (the file decodes fewer samples than its
+        manifest row lists: never padded or shortened silently); kind ``non-finite`` for NaN/Inf samples.
     """
     try:
         with sf.SoundFile(path) as f, quiet_mp3_decoder(f):
@@ -143,6 +144,15 @@ def read_crop(path: str, start: int, length: int, listed: int, out: np.ndarray, 
                          f"(a crop of samples {start}-{start + length} came back short); {AUDIT_FIX}.", "truncated")
     if can_hold_nan:
         check_finite(path, out, rate, start, AUDIT_FIX)
+
+
+def decode_into(pending: PendingAudio, start: int, window: torch.Tensor, sample_rate: float, normalize: bool) -> None:
+    """Decode ``len(window)`` samples of ``pending``'s file from sample ``start`` into ``window`` (samples,) float32
+    (:func:`read_crop`), standardised when ``normalize`` (fairseq's ``postprocess``: ``layer_norm`` of the clip)."""
+    read_crop(pending.path, start, len(window), len(pending), window.numpy(), sample_rate)
+    if normalize:
+        with torch.no_grad():
+            window.copy_(F.layer_norm(window, window.shape))
 
 
 @contextlib.contextmanager

@@ -13,11 +13,10 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fairseq.data.audio.raw_audio_dataset import RawAudioDataset
 from fairseq.data.data_utils import compute_block_mask_1d
 
-from .crop import PendingAudio, SharedEpoch, batch_buffer, crop_start, read_crop
+from .crop import PendingAudio, SharedEpoch, batch_buffer, crop_start, decode_into
 from .manifest import read_manifest
 from .string_table import StringTable
 
@@ -78,12 +77,8 @@ class CropReadingAudioDataset(RawAudioDataset):
     def read_into(self, pending: PendingAudio, row: torch.Tensor) -> None:
         """The clip's window of ``len(row)`` samples at its seeded offset, decoded into ``row`` (samples,) and
         standardised with ``normalize`` (fairseq's ``postprocess``)."""
-        length = len(row)
-        start = crop_start(self.seed, self.epoch.get(), pending.index, len(pending) - length)
-        read_crop(pending.path, start, length, len(pending), row.numpy(), self.sample_rate)
-        if self.normalize:
-            with torch.no_grad():
-                row.copy_(F.layer_norm(row, row.shape))
+        start = crop_start(self.seed, self.epoch.get(), pending.index, len(pending) - len(row))
+        decode_into(pending, start, row, self.sample_rate, self.normalize)
 
     def read_item(self, pending: PendingAudio, target: int) -> dict:
         """fairseq's ``__getitem__`` item for a window of ``min(len, target)`` samples: ``source`` (samples,)

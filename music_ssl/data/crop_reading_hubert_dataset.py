@@ -19,12 +19,11 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from fairseq.data.audio.hubert_dataset import HubertDataset
 from fairseq.data.fairseq_dataset import FairseqDataset
 
 from ..core.errors import ConfigError
-from .crop import PendingAudio, SharedEpoch, batch_buffer, crop_start, read_crop
+from .crop import PendingAudio, SharedEpoch, batch_buffer, crop_start, decode_into
 from .label_files import LabelFileError, dictionary_ids, line_index, read_label_slice
 from .manifest import read_manifest
 from .string_table import StringTable
@@ -132,11 +131,7 @@ class CropReadingHubertDataset(HubertDataset):
             length = min(len(pending), audio_size)
             slack = len(pending) - length
             start = crop_start(self.seed, self.epoch.get(), pending.index, slack) if self.random_crop else 0
-            window = collated[i, :length]
-            read_crop(pending.path, start, length, len(pending), window.numpy(), self.sample_rate)
-            if self.normalize:
-                with torch.no_grad():
-                    window.copy_(F.layer_norm(window, window.shape))
+            decode_into(pending, start, collated[i, :length], self.sample_rate, self.normalize)
             collated[i, length:] = 0.0
             padding_mask[i, length:] = True
             starts.append(start)
