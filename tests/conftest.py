@@ -154,6 +154,8 @@ def wandb_offline_records(run_dir: Path) -> list:
         if room < header or (length == 0 and kind == 0):  # block padding
             pos += room
             continue
+        if pos + header + length > len(data):  # a record still being written (wandb's core process flushes late)
+            break
         chunk += data[pos + header:pos + header + length]
         pos += header + length
         if kind in (1, 4):  # FULL or LAST fragment
