@@ -37,11 +37,20 @@ in every trainer process).
    the job failed and stopped waiting, and Slurm ran the requeued job with nobody waiting for it.
    :func:`requeue_ignoring_sigterm` runs it with SIGTERM ignored (a child inherits an ignored signal through
    exec); submitit's task ignores SIGTERM anyway (it logs and bypasses it).
+8. **A signal never cuts a checkpoint save.** A Python signal handler runs wherever the main thread is; inside
+   ``torch.save``'s writer (C++) the exception it raises (submitit's USR2 requeue ends with ``SystemExit``, Ctrl-C
+   is ``KeyboardInterrupt``) came back as a ``RuntimeError`` ("unexpected pos …"), which fairseq's save retried: the
+   exit was lost, and rank 0 trained on after requeueing its own job (seen on the test cluster; the job then ran
+   twice). :func:`save_checkpoint` (fairseq's whole save: the first file, its copies, the pruning) holds the
+   Python handlers' signals until the save is done, then handles them; ``checkpoint_last.pt`` is then the newest.
 """
+import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -80,6 +89,36 @@ def atomic_copy(src_path: str, dst_path: str, overwrite: bool = False) -> bool:
             raise
         raise disk from err
     return True
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Hold the signals that have a Python handler until the block ends, then raise each caught one again, in order
+    (its handler runs then, in this thread). Only the main thread runs Python handlers; elsewhere it holds nothing.
+    Nested blocks hand their signals to the outer one."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    handlers = {sig: handler for sig in signal.valid_signals() if callable(handler := signal.getsignal(sig))}
+    for sig in handlers:
+        signal.signal(sig, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        for sig in caught:
+            logger.info("%s arrived during a checkpoint save: handled now that the save is done",
+                        signal.Signals(sig).name)
+            signal.raise_signal(sig)
+
+
+@functools.wraps(checkpoint_utils.save_checkpoint)
+def save_checkpoint(*args, **kwargs):
+    """fairseq's ``checkpoint_utils.save_checkpoint`` with signals held until it is done (:func:`signals_held`)."""
+    with signals_held():
+        return _FAIRSEQ_SAVE_CHECKPOINT(*args, **kwargs)
 
 
 def torch_persistent_save(obj, filename: str, async_write: bool = False) -> None:
@@ -208,7 +247,7 @@ def requeue_ignoring_sigterm(self, countdown: int) -> None:
 def _apply() -> None:
     """Install the overrides once (idempotent: a reload keeps fairseq's originals)."""
     global _FAIRSEQ_COPY, _FAIRSEQ_LOAD_CHECKPOINT, _FAIRSEQ_IMPORT_USER_MODULE, _FAIRSEQ_SAVE, _FAIRSEQ_VERIFY_DIR
-    global _FAIRSEQ_INFER_SLURM_INIT, _FAIRSEQ_BROADCAST_OBJECT, _SUBMITIT_REQUEUE
+    global _FAIRSEQ_INFER_SLURM_INIT, _FAIRSEQ_BROADCAST_OBJECT, _SUBMITIT_REQUEUE, _FAIRSEQ_SAVE_CHECKPOINT
     _FAIRSEQ_COPY = getattr(PathManager.copy, "__wrapped__", PathManager.copy)
     _FAIRSEQ_LOAD_CHECKPOINT = getattr(checkpoint_utils.load_checkpoint, "__wrapped__", checkpoint_utils.load_checkpoint)
     _FAIRSEQ_IMPORT_USER_MODULE = getattr(utils.import_user_module, "__wrapped__", utils.import_user_module)
@@ -221,11 +260,14 @@ def _apply() -> None:
     _FAIRSEQ_BROADCAST_OBJECT = getattr(distributed_utils.broadcast_object, "__wrapped__",
                                         distributed_utils.broadcast_object)
     _SUBMITIT_REQUEUE = getattr(SlurmJobEnvironment._requeue, "__wrapped__", SlurmJobEnvironment._requeue)
+    _FAIRSEQ_SAVE_CHECKPOINT = getattr(checkpoint_utils.save_checkpoint, "__wrapped__",
+                                       checkpoint_utils.save_checkpoint)
     for fn, original in ((atomic_copy, _FAIRSEQ_COPY), (load_checkpoint_without_stale_tmp, _FAIRSEQ_LOAD_CHECKPOINT),
                          (import_user_module, _FAIRSEQ_IMPORT_USER_MODULE), (torch_persistent_save, _FAIRSEQ_SAVE),
                          (verify_checkpoint_directory, _FAIRSEQ_VERIFY_DIR),
                          (infer_slurm_init, _FAIRSEQ_INFER_SLURM_INIT), (broadcast_object, _FAIRSEQ_BROADCAST_OBJECT),
-                         (requeue_ignoring_sigterm, _SUBMITIT_REQUEUE)):
+                         (requeue_ignoring_sigterm, _SUBMITIT_REQUEUE),
+                         (save_checkpoint, _FAIRSEQ_SAVE_CHECKPOINT)):
         fn.__wrapped__ = original
     PathManager.copy = staticmethod(atomic_copy)
     checkpoint_utils.load_checkpoint = load_checkpoint_without_stale_tmp
@@ -235,6 +277,7 @@ def _apply() -> None:
     distributed_utils._infer_slurm_init = infer_slurm_init
     distributed_utils.broadcast_object = broadcast_object
     SlurmJobEnvironment._requeue = requeue_ignoring_sigterm
+    checkpoint_utils.save_checkpoint = save_checkpoint
 
 
 _apply()

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -113,6 +114,52 @@ def test_stale_checkpoint_tmp_of_a_killed_save_is_removed_when_the_next_run_load
     assert epoch_itr.epoch == 1 and trainer.seen == sorted(kept + ["old"]), "removed before fairseq loads"
     assert sorted(p.name for p in save.glob("*.pt.tmp")) == [] and all((save / name).exists() for name in kept)
     assert sum("a checkpoint write interrupted in an earlier run" in r.getMessage() for r in caplog.records) == 2
+
+
+class RaisesSignalWhenSaved:
+    """Raises ``signum`` in this process when pickled, i.e. inside ``torch.save`` while ``X.pt.tmp`` is open."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+
+    def __reduce__(self):
+        signal.raise_signal(self.signum)
+        return OrderedDict, ()  # stored as an empty OrderedDict (weights_only loads it)
+
+
+def test_a_signal_during_a_checkpoint_save_is_handled_once_the_save_is_done(tmp_path, session_corpus, caplog):
+    """fairseq_patches item 8: USR2 (Slurm's preemption / time-limit signal, on which submitit's handler requeues
+    the job and exits) arriving while fairseq's ``save_checkpoint`` writes is handled after the save: its handler
+    sees every checkpoint whole (``checkpoint_last.pt`` the new one, no ``.tmp``), and its ``SystemExit`` ends the
+    save call (inside torch's writer it had become a ``RuntimeError`` that fairseq's retry swallowed)."""
+    from fairseq import checkpoint_utils
+    from test_equivalence import build_trainer, tiny_config
+
+    cfg = tiny_config("music2vec", session_corpus, stock=False)
+    cfg["checkpoint"].update(save_dir=str(tmp_path / "ckpt"), no_epoch_checkpoints=True)
+    trainer = build_trainer(cfg)
+    epoch_itr = trainer.get_train_iterator(epoch=1)
+    for _ in epoch_itr.next_epoch_itr(shuffle=False):  # to the epoch's end, where fairseq saves
+        pass
+    stock_state = epoch_itr.state_dict
+    epoch_itr.state_dict = lambda: {**stock_state(), "signal": RaisesSignalWhenSaved(signal.SIGUSR2)}
+    seen = []
+
+    def requeue_and_exit(signum, frame):  # what submitit's USR2 handler does, in short
+        seen.append(sorted(p.name for p in (tmp_path / "ckpt").iterdir()))
+        raise SystemExit(-1)
+
+    previous = signal.signal(signal.SIGUSR2, requeue_and_exit)
+    try:
+        with caplog.at_level("INFO"), pytest.raises(SystemExit):
+            checkpoint_utils.save_checkpoint(trainer.cfg.checkpoint, trainer, epoch_itr, val_loss=1.0)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert seen == [["checkpoint_best.pt", "checkpoint_last.pt"]], f"the handler ran mid-save: {seen}"
+    for name in seen[0]:
+        assert "signal" in torch.load(tmp_path / "ckpt" / name, weights_only=True)["extra_state"]["train_iterator"]
+    assert signal.getsignal(signal.SIGUSR2) is previous
+    assert "SIGUSR2 arrived during a checkpoint save" in caplog.text
 
 
 def hubert_tiny(data: Path, save: Path, hydra_dir: Path, max_update: int) -> list[str]:
