@@ -1,8 +1,9 @@
-"""Frozen encoders from fairseq checkpoints: every hidden state of music2vec, MusicHuBERT and stock models.
+"""Frozen encoders from fairseq checkpoints: every hidden state of music2vec, MusicHuBERT, music2vec2 and stock models.
 
 :class:`FrozenEncoder` is what probing (``music_ssl.probe``) and label iteration 2 (``music_ssl.labels``)
 use to turn audio into features. It loads any wav2vec2-family fairseq checkpoint — ``music2vec``,
-``music_hubert`` and stock ``hubert`` / ``wav2vec2`` / ``data2vec_audio`` — with
+``music_hubert`` and stock ``hubert`` / ``wav2vec2`` / ``data2vec_audio`` — and ``music2vec2`` (data2vec 2.0's
+audio model: its conv stack, positional convolution and blocks; the EMA teacher and the decoder are dropped) with
 ``torch.load(weights_only=True)`` (``import music_ssl`` allows fairseq's ``Dictionary``), in eval mode.
 """
 import logging
@@ -48,10 +49,12 @@ def load_fairseq_model(path: Path, random_init: bool = False, seed: int = 0):
     if "task_state" in state:
         task.load_state_dict(state["task_state"])
     torch.manual_seed(seed)
+    if "skip_ema" in cfg.model:  # data2vec 2.0 (music2vec2): no EMA teacher copy to build
+        cfg.model.skip_ema = True
     model = task.build_model(cfg.model, from_checkpoint=True)
-    if not hasattr(model, "encoder") or not hasattr(model, "feature_extractor"):
+    if not hasattr(model, "feature_extractor") or encoder_depth(model) is None:
         raise CheckpointError(f"{path}: model '{cfg.model._name}' is not a wav2vec2-family encoder "
-                              f"(music2vec, music_hubert, hubert, wav2vec2, data2vec_audio).")
+                              f"(music2vec, music_hubert, music2vec2, hubert, wav2vec2, data2vec_audio).")
     if not random_init:
         weights = {k: v for k, v in state["model"].items() if k not in PRETRAINING_ONLY_KEYS}
         try:
@@ -59,7 +62,26 @@ def load_fairseq_model(path: Path, random_init: bool = False, seed: int = 0):
         except RuntimeError as err:  # missing / unexpected keys, shape mismatches: weights and config disagree
             raise CheckpointError(f"{path}: its weights do not match its model config ({one_line(err)}); "
                                   f"{CHECKPOINT_FIX}, unedited.") from err
+    if hasattr(model, "remove_pretraining_modules") and hasattr(model, "blocks"):  # data2vec 2.0: its decoders
+        model.remove_pretraining_modules()
     return model.eval(), cfg
+
+
+def encoder_depth(model) -> Optional[int]:
+    """Transformer layers L of a wav2vec2-family model (``encoder.layers``) or of data2vec 2.0 (``blocks``); None
+    for anything else."""
+    if hasattr(model, "blocks"):
+        return len(model.blocks)
+    encoder = getattr(model, "encoder", None)
+    return len(encoder.layers) if hasattr(encoder, "layers") else None
+
+
+def encoder_config(cfg) -> Tuple[str, int]:
+    """(conv stack spec ``[(dim, kernel, stride), …]`` as a string, model width C) of a checkpoint's model config:
+    data2vec 2.0 keeps them in ``modalities.audio.feature_encoder_spec`` and ``embed_dim``."""
+    if "modalities" in cfg.model:
+        return cfg.model.modalities.audio.feature_encoder_spec, int(cfg.model.embed_dim)
+    return cfg.model.conv_feature_layers, int(cfg.model.encoder_embed_dim)
 
 
 def read_fairseq_state(path: Path) -> dict:
@@ -120,11 +142,10 @@ class FrozenEncoder:
         self.sha256 = sha256
         self.sample_rate = int(cfg.task.sample_rate)
         self.normalize = bool(cfg.task.get("normalize", False))
-        self.conv_layers = cfg.model.conv_feature_layers
+        self.conv_layers, self.dim = encoder_config(cfg)
         self.receptive_field, self.stride = conv_geometry(self.conv_layers)
         self.frame_rate = self.sample_rate / self.stride
-        self.num_layers = len(model.encoder.layers)
-        self.dim = int(cfg.model.encoder_embed_dim)
+        self.num_layers = encoder_depth(model)
         if self.cnn:
             self.dim = conv_layers(self.conv_layers)[-1][0]  # conv channels of the last layer, e.g. 512
         self.num_states = 1 if self.cnn else self.num_layers + 1
@@ -141,8 +162,8 @@ class FrozenEncoder:
         device = resolve_device(device)
         model, cfg = load_fairseq_model(path, random_init, seed)
         sha = file_sha256(path) + (f"+random-init-{seed}" if random_init else "")
-        logger.info("%s: %s, %d layers x %d, %s", path, cfg.model._name, len(model.encoder.layers),
-                    cfg.model.encoder_embed_dim, "random init" if random_init else "pretrained")
+        logger.info("%s: %s, %d layers x %d, %s", path, cfg.model._name, encoder_depth(model),
+                    encoder_config(cfg)[1], "random init" if random_init else "pretrained")
         return cls(model, cfg, sha, device, cnn)
 
     def frames(self, num_samples: torch.Tensor) -> torch.Tensor:
@@ -189,6 +210,8 @@ class FrozenEncoder:
         [the raw conv output (B, T, C_conv)] when ``cnn``."""
         if self.cnn:
             return [extract_cnn_features(self.model, audio)]
+        if hasattr(self.model, "extract_hidden_states"):  # ours (music2vec2 has its own blocks)
+            return self.model.extract_hidden_states(audio)[0]
         return extract_hidden_states(self.model, audio)[0]
 
     @staticmethod

@@ -79,3 +79,34 @@ def test_base_has_about_95m_parameters():
     model = Music2Vec2Model.build_model(root.model)
     encoder = sum(p.numel() for n, p in model.named_parameters() if ".decoder." not in n and not n.startswith("_ema"))
     assert 90e6 < encoder < 100e6, encoder
+
+
+def test_frozen_encoder_gives_every_hidden_state_of_a_music2vec2_checkpoint(tmp_path, audio_corpus):
+    """Probing and label iteration 2 load music2vec2 like the other models: FrozenEncoder reads the conv stack and
+    width from data2vec 2.0's config, drops the EMA teacher and decoder, gives L + 1 states equal to the model's own
+    (fairseq's ``task.normalize`` applied inside), padded batches equal items alone, and long files chunked equal
+    the whole-file states."""
+    from music_ssl.checkpoint import FrozenEncoder
+
+    path = train_tiny("music2vec2_tiny", audio_corpus, tmp_path / "ckpt")
+    encoder = FrozenEncoder.from_checkpoint(path, device="cpu")
+    _, model = load(path)
+    assert (encoder.num_layers, encoder.dim, encoder.frame_rate, encoder.num_states) == (4, 64, 50.0, 5)
+    assert encoder.model.ema is None and encoder.model.audio_encoder.decoder is None
+    audio = torch.rand(2, 32000) * 2 - 1
+    hidden, frames = encoder(audio)
+    with torch.no_grad():
+        expected, _ = model.extract_hidden_states(torch.nn.functional.layer_norm(audio, (32000,)))
+    assert frames.tolist() == [99, 99] and len(hidden) == 5
+    for got, want in zip(hidden, expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    padded, padded_frames = encoder(audio, torch.tensor([32000, 20000]))
+    alone, _ = encoder(audio[1:, :20000])
+    assert padded_frames.tolist() == [99, 62]
+    torch.testing.assert_close(padded[-1][1, :62], alone[-1][0], rtol=1e-5, atol=1e-5)
+    whole = encoder.encode_long(audio[0].numpy(), chunk_seconds=100)
+    assert [w.shape for w in whole] == [(99, 64)] * 5
+    random = FrozenEncoder.from_checkpoint(path, device="cpu", random_init=True)
+    assert not torch.allclose(random(audio)[0][-1], hidden[-1]), "random init is not the trained model"
+    cnn = FrozenEncoder.from_checkpoint(path, device="cpu", cnn=True)
+    assert cnn(audio)[0][0].shape == (2, 99, 64) and cnn.num_states == 1

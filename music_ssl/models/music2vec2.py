@@ -121,6 +121,11 @@ class Music2Vec2Model(Data2VecMultiModel):
         """The audio modality encoder (conv feature extractor, positional convolution, decoder)."""
         return self.modality_encoders[Modality.AUDIO.name]
 
+    @property
+    def feature_extractor(self):
+        """The conv feature extractor (waveform (B, S) → (B, C_conv, T)), named as in wav2vec2-family models."""
+        return self.audio_encoder.local_encoder
+
     def extract_hidden_states(self, source: torch.Tensor, padding_mask: Optional[torch.Tensor] = None
                               ) -> Tuple[List[torch.Tensor], Optional[torch.Tensor]]:
         """Every hidden state, unmasked (call in eval mode): index 0 the input of block 1 (CNN features projected,
