@@ -229,3 +229,30 @@ def test_libmpg123_seek_notes_are_kept_out_of_the_log_in_workers(tmp_path, capfd
         assert len(list(loader)) == 40
         notes = capfd.readouterr().err.count("part2_3_length")
         assert (notes > 0) if workers == 0 else (notes == 0), (workers, notes)
+
+
+def test_data2vec2_block_masks_are_drawn_from_seed_epoch_and_clip(clips):
+    """music2vec2 (task.precompute_mask_config): a clip's block masks, like its crop, are a function of (seed,
+    epoch, clip index) alone — the same whatever torch's global generator holds, the batch it is in, or a DataLoader
+    worker — so a resumed run masks as the uninterrupted one; another epoch or seed gives other masks, and torch's
+    global generator is left as it was."""
+    def masked(seed=1, epoch=1, batch=(0, 1, 2)):
+        dataset = CropReadingAudioDataset(str(clips / "train.tsv"), SAMPLE_RATE, max_sample_size=8000, seed=seed,
+                                          compute_mask=True, mask_prob=0.5, mask_length=5, mask_prob_adjust=0.05,
+                                          inverse_mask=False, clone_batch=2, expand_adjacent=False, mask_dropout=0,
+                                          non_overlapping=False,
+                                          feature_encoder_spec="[(64,10,5)] + [(64,3,2)] * 4 + [(64,2,2)] * 2")
+        dataset.set_epoch(epoch)
+        return dataset.collater([dataset[i] for i in batch])["net_input"]["precomputed_mask"]  # (B x clones, T)
+
+    torch.manual_seed(0)
+    first = masked()
+    state = torch.random.get_rng_state()
+    torch.manual_seed(12345)
+    again = masked(batch=(2, 0, 1))
+    assert first.shape == (3 * 2, 24) and 0.3 < first.float().mean() < 0.7
+    assert torch.equal(again[2:], first[:4]) and torch.equal(again[:2], first[4:]), "clip 2's masks moved with it"
+    torch.manual_seed(0)
+    masked()
+    assert torch.equal(torch.random.get_rng_state(), state), "torch's global generator is left as it was"
+    assert not torch.equal(masked(epoch=2), first) and not torch.equal(masked(seed=2), first)

@@ -50,7 +50,8 @@ def crop_samples(crop_seconds: Optional[float], sample_rate: int, max_sample_siz
 
 CROP_READING_HELP = ("decode only each training crop (seek + read) instead of the whole file: a 5-s crop of a 4-min "
                      "FLAC song costs ~30x less. Offsets are uniform over every valid start, as fairseq's, and drawn "
-                     "from (common.seed, epoch, clip index), so a run and its resume see the same crops. With "
+                     "from (common.seed, epoch, clip index), so a run and its resume see the same crops (and the same "
+                     "data2vec 2.0 block masks, task.precompute_mask_config, drawn from the same numbers). With "
                      "task.normalize each crop (not the whole song) is standardised. false: fairseq's datasets as "
                      "they are (whole files, unseeded crops)")
 AUDIT_FIX = ("find every such row with `music-ssl-manifest audit MANIFEST_DIR` and leave them out with --write-clean "
@@ -84,6 +85,19 @@ def crop_start(seed: int, epoch: int, index: int, slack: int) -> int:
     if slack <= 0:
         return 0
     return mix64(seed, epoch, index) % (slack + 1)
+
+
+MASK_STREAM = 1  # mix64(seed, epoch, index, MASK_STREAM): a clip's mask draws, apart from its crop offset
+
+
+@contextlib.contextmanager
+def seeded_torch_rng(seed: int, epoch: int, index: int):
+    """torch's global CPU generator seeded from ``(seed, epoch, index)`` inside the block and restored after it, for
+    fairseq code that draws from it (``compute_block_mask_1d``): a clip's draws are the same in a run, its resume and
+    any number of DataLoader workers."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(mix64(seed, epoch, index, MASK_STREAM) >> 1)  # torch seeds are < 2**63
+        yield
 
 
 def batch_buffer(rows: int, length: int) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 from fairseq.data.audio.raw_audio_dataset import RawAudioDataset
 from fairseq.data.data_utils import compute_block_mask_1d
 
-from .crop import PendingAudio, SharedEpoch, batch_buffer, crop_start, decode_into
+from .crop import PendingAudio, SharedEpoch, batch_buffer, crop_start, decode_into, seeded_torch_rng
 from .manifest import read_manifest
 from .string_table import StringTable
 
@@ -87,9 +87,10 @@ class CropReadingAudioDataset(RawAudioDataset):
         self.read_into(pending, source)
         item = {"id": pending.index, "source": source}
         if self.is_compute_mask:  # fairseq computes the mask for the whole clip, then crops it: here, for the crop
-            item["precomputed_mask"] = compute_block_mask_1d(
-                shape=(self.clone_batch, self._get_mask_indices_dims(len(source))), mask_prob=self.mask_prob,
-                mask_length=self.mask_length, mask_prob_adjust=self.mask_prob_adjust, inverse_mask=self.inverse_mask,
-                require_same_masks=True, expand_adjcent=self.expand_adjacent, mask_dropout=self.mask_dropout,
-                non_overlapping=self.non_overlapping)
+            with seeded_torch_rng(self.seed, self.epoch.get(), pending.index):  # as the crop offset, resumable
+                item["precomputed_mask"] = compute_block_mask_1d(
+                    shape=(self.clone_batch, self._get_mask_indices_dims(len(source))), mask_prob=self.mask_prob,
+                    mask_length=self.mask_length, mask_prob_adjust=self.mask_prob_adjust,
+                    inverse_mask=self.inverse_mask, require_same_masks=True, expand_adjcent=self.expand_adjacent,
+                    mask_dropout=self.mask_dropout, non_overlapping=self.non_overlapping)
         return item
