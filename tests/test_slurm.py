@@ -412,14 +412,14 @@ def differing(a: dict, b: dict) -> set:
 
 def test_the_cpu_slurm_run_differs_from_the_gpu_runs_only_in_resources():
     """What the tests submit (``run/slurm_cpu.yaml``) and what a GPU user submits (``run/slurm_1.yaml``) differ only
-    in the lines slurm_cpu.yaml marks ``resources`` (plus its thread count and time limit): same launcher, same
-    rendezvous, same requeue, same model and data settings."""
+    in the lines slurm_cpu.yaml marks ``resources`` (its time limit among them): same launcher, same rendezvous, same
+    requeue, same thread count per task (the task's CPUs), same model and data settings."""
     cpu = launch_settings(compose_with_hydra("music2vec_base", "+run=slurm_cpu"))
     gpu = launch_settings(compose_with_hydra("music2vec_base", "+run=slurm_1"))
     assert differing(cpu, gpu) == {
         "common.cpu", "distributed_training.distributed_backend", "distributed_training.distributed_world_size",
         "hydra.launcher.tasks_per_node", "hydra.launcher.gpus_per_node", "hydra.launcher.cpus_per_task",
-        "hydra.launcher.mem_gb", "hydra.launcher.setup", "hydra.launcher.timeout_min"}
+        "hydra.launcher.mem_gb", "hydra.launcher.timeout_min"}
     assert cpu["hydra.launcher._target_"] == gpu["hydra.launcher._target_"]
     assert cpu["hydra.launcher.max_num_timeout"] == gpu["hydra.launcher.max_num_timeout"] == 30
 
