@@ -2,7 +2,9 @@
 
 * :mod:`.hf` — fairseq checkpoint (music2vec, MusicHuBERT, stock hubert / data2vec_audio) →
   ``transformers.HubertModel`` / ``Data2VecAudioModel`` folder (config.json, model.safetensors,
-  preprocessor_config.json); CLI ``music-ssl-export-hf`` (``music_ssl/cli/export_hf.py``);
+  preprocessor_config.json), and music2vec2 → a folder that ships its own model code
+  (:mod:`.configuration_music2vec2`, :mod:`.modeling_music2vec2`: torch + transformers only, loaded with
+  ``trust_remote_code=True``); CLI ``music-ssl-export-hf`` (``music_ssl/cli/export_hf.py``);
 * :mod:`.parity` — every hidden state of a checkpoint against its exported folder, unpadded and padded;
 * :mod:`.hf_encoder` — :class:`HFEncoder`, the :class:`music_ssl.checkpoint.FrozenEncoder` interface over any
   local transformers wav2vec2-family model folder (what probing uses for ``source.kind: hf``);

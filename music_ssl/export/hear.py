@@ -74,7 +74,8 @@ class HearModel(torch.nn.Module):
         return ((starts + self.encoder.receptive_field / 2) * 1000.0 / self.sample_rate).float()
 
 
-def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=None) -> HearModel:
+def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=None,
+               trust_remote_code: bool = False) -> HearModel:
     """HEAR ``load_model``.
 
     Args:
@@ -84,6 +85,8 @@ def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=No
         layer: "mean" (default) of all L + 1 hidden states, or one hidden-state index in 0..L.
         device: "auto" / None (CUDA when present, else CPU; :func:`music_ssl.device.resolve_device`), "cpu",
             "cuda", "cuda:N" (HEAR's ``model.to(device)`` also moves it).
+        trust_remote_code: a folder that ships its own model code (``auto_map``: an exported music2vec2, MERT) is
+            loaded only when True, which runs that code (:mod:`music_ssl.export.hf_encoder`); never implied.
     """
     path = Path(model_file_path)
     if not model_file_path or not path.exists():
@@ -93,7 +96,7 @@ def load_model(model_file_path: str = "", layer: LayerChoice = "mean", device=No
     if path.is_dir():
         from .hf_encoder import HFEncoder
 
-        encoder = HFEncoder.from_pretrained(path, device=device)
+        encoder = HFEncoder.from_pretrained(path, device=device, trust_remote_code=trust_remote_code)
     else:
         from ..checkpoint import FrozenEncoder
 

@@ -12,6 +12,11 @@ only when its whole block is padding, so for some lengths it attends to one more
 (1.5 s with a 12 320-sample item: 39 frames against 38). That is a difference of masking rules, not of
 weights, so the padded comparison runs fairseq HuBERT with the conv-formula mask (same weights, same
 modules) and compares valid frames only; the padded length is one where the two rules disagree.
+
+music2vec2 (data2vec 2.0) checkpoints: the fairseq side is ``Music2Vec2Model.extract_hidden_states`` (index 0 the
+input of block 1), the exported side the folder's own ``Music2Vec2Model`` (remote code, loaded only with
+``trust_remote_code=True``); data2vec 2.0 masks padded frames by the conv formula already, so the padded comparison
+needs no adjustment. The tolerance is the same.
 """
 import logging
 from contextlib import contextmanager
@@ -21,10 +26,10 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import load_fairseq_model
+from ..checkpoint import encoder_config, load_fairseq_model
 from ..core.conv import conv_frames
 from ..models.hidden_states import extract_hidden_states
-from .hf_encoder import hf_hidden_states
+from .hf_encoder import check_remote_code, hf_hidden_states
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +57,14 @@ def conv_formula_padding(model, conv_spec: str, lengths: torch.Tensor):
         del model.forward_padding_mask  # back to the class method
 
 
+def fairseq_hidden_states(model, audio: torch.Tensor, padding_mask=None) -> List[torch.Tensor]:
+    """L + 1 hidden states (B, T, C) of a fairseq model: its own ``extract_hidden_states`` (ours: music2vec,
+    MusicHuBERT, music2vec2) or the shared one (stock wav2vec2-family models)."""
+    if hasattr(model, "extract_hidden_states"):
+        return model.extract_hidden_states(audio, padding_mask=padding_mask)[0]
+    return extract_hidden_states(model, audio, padding_mask=padding_mask)[0]
+
+
 def max_diff(reference: List[torch.Tensor], other: List[torch.Tensor], valid: torch.Tensor) -> tuple:
     """(max |reference - other|, max |reference|) over valid frames (B, T) of every hidden state."""
     assert len(reference) == len(other), (len(reference), len(other))
@@ -65,13 +78,15 @@ def max_diff(reference: List[torch.Tensor], other: List[torch.Tensor], valid: to
 
 @torch.no_grad()
 def parity_check(checkpoint, hf_dir, seconds: float = 1.5, padded_seconds: float = PADDED_SECONDS,
-                 seed: int = 0, atol: float = ATOL, rtol: float = RTOL) -> dict:
+                 seed: int = 0, atol: float = ATOL, rtol: float = RTOL, trust_remote_code: bool = False) -> dict:
     """Compare a fairseq checkpoint with its exported folder on two random clips, unpadded and padded.
 
     Args:
         checkpoint: fairseq ``.pt``; hf_dir: the transformers folder exported from it.
         seconds: clip length; padded_seconds: the second clip's valid length in the padded batch.
         seed: seed of the Gaussian noise clips (std 0.3); atol, rtol: see ``ATOL``, ``RTOL``.
+        trust_remote_code: load a folder whose config.json has ``auto_map`` (music2vec2 exports) with its own
+            Python code; without it such a folder raises :class:`.hf_encoder.RemoteCodeRefusedError`.
 
     Returns a dict: ``unpadded_max_abs_diff``, ``padded_max_abs_diff``, ``max_abs_hidden``, ``atol``,
     ``rtol``, ``passed`` (both diffs <= atol + rtol * max_abs_hidden).
@@ -79,7 +94,9 @@ def parity_check(checkpoint, hf_dir, seconds: float = 1.5, padded_seconds: float
     from transformers import AutoModel
 
     model, cfg = load_fairseq_model(Path(checkpoint))
-    hf_model = AutoModel.from_pretrained(str(hf_dir), local_files_only=True, dtype=torch.float32).eval()
+    remote = check_remote_code(Path(hf_dir), trust_remote_code)
+    hf_model = AutoModel.from_pretrained(str(hf_dir), local_files_only=True, dtype=torch.float32,
+                                         trust_remote_code=remote).eval()
     samples = int(seconds * cfg.task.sample_rate)
     generator = torch.Generator().manual_seed(seed)
     audio = 0.3 * torch.randn(2, samples, generator=generator)  # (B, S)
@@ -89,15 +106,15 @@ def parity_check(checkpoint, hf_dir, seconds: float = 1.5, padded_seconds: float
     if cfg.task.get("normalize", False):
         for i, n in enumerate(lengths.tolist()):
             audio[i, :n] = F.layer_norm(audio[i, :n], (n,))
-    spec = cfg.model.conv_feature_layers
+    spec, _ = encoder_config(cfg)
 
-    reference, _ = extract_hidden_states(model, audio)
+    reference = fairseq_hidden_states(model, audio)
     exported = hf_hidden_states(hf_model, audio)
     all_frames = torch.ones(reference[0].shape[:2], dtype=torch.bool)
     unpadded, scale = max_diff(reference, exported, all_frames)
 
     with conv_formula_padding(model, spec, lengths):
-        reference, _ = extract_hidden_states(model, audio, padding_mask=padding)
+        reference = fairseq_hidden_states(model, audio, padding_mask=padding)
     exported = hf_hidden_states(hf_model, audio, attention_mask=(~padding).long())
     padded, _ = max_diff(reference, exported, ~frame_padding(lengths, reference[0].size(1), spec))
 
