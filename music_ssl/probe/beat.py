@@ -53,20 +53,28 @@ def _read_jams_beats(path: Path) -> np.ndarray:
     return np.sort(np.array(times, np.float64))
 
 
-def beat_targets(beats: np.ndarray, num_frames: int, frame_rate: float, neighbour_weight: float = 0.5) -> np.ndarray:
+def beat_targets(beats: np.ndarray, num_frames: int, frame_rate: float, neighbour_weight: float = 0.5,
+                 outside_neighbours: bool = False) -> np.ndarray:
     """Frame targets: 1 at the frame nearest each beat, ``neighbour_weight`` on the frames either side.
 
     Args:
         beats: (num_beats,) seconds. num_frames: T. frame_rate: frames per second.
+        outside_neighbours: a beat just outside the frames (a crop's edge) still marks its neighbour inside, as
+            MARBLE labels the whole file and then slices the crop (``GTZANBT_dataset.py``); False = beats outside
+            are ignored.
     Returns:
         (T,) float32 in [0, 1].
     """
     target = np.zeros(num_frames, np.float32)
-    frames = np.round(np.asarray(beats) * frame_rate).astype(np.int64)
-    frames = frames[(frames >= 0) & (frames < num_frames)]
+    every = np.round(np.asarray(beats) * frame_rate).astype(np.int64)
+    frames = every[(every >= 0) & (every < num_frames)]
     if neighbour_weight > 0:
         for shift in (-1, 1):
-            near = np.clip(frames + shift, 0, num_frames - 1)
+            if outside_neighbours:
+                near = every + shift
+                near = near[(near >= 0) & (near < num_frames)]
+            else:
+                near = np.clip(frames + shift, 0, num_frames - 1)
             target[near] = np.maximum(target[near], neighbour_weight)
     target[frames] = 1.0
     return target

@@ -229,6 +229,9 @@ VOCALSET_CHUNK_SECONDS = 44 * 3000 / 44100
 # sliding_window_size_in_sec windows (configs/<model>/<T>.yaml: 30 s, overlap 0) encoded one by one, and a last
 # window shorter than 1 s is dropped; the windows are the training items and valid/test outputs are averaged per
 # file (train_collate_fn / test_collate_fn + scatter_mean in benchmark/models/probers.py)
+# beat training crops encoded alone start on this grid (MARBLE: any start); the encoder sees ~crop / hop times the
+# train audio (30-s clips: 5 windows of 10 s, 1.67x), and the probe holds those frames in float32 on its device
+BEAT_CROP_HOP_SECONDS = 5.0
 MARBLE_WINDOWS = {"pooling": "window", "window_seconds": 30.0, "hop_seconds": 30.0, "aggregate": "mean",
                   "encode": "window", "min_window_seconds": 1.0, "waveform_norm": "file"}
 
@@ -246,9 +249,11 @@ def _marble_rules(emomusic: dict) -> dict:
             "emomusic": {**MARBLE_WINDOWS, **emomusic},
             "vocalset_technique": dict(vocalset), "vocalset_singer": dict(vocalset),
             # GTZANBT_base_config.yaml (10-s train crops, 30-s valid/test), GTZANBT_dataset.py AudioDataset
-            # (neighbours 1 in training only), GTZANBT_metric.py (±70 ms pooled)
+            # (neighbours 1 in training only; each crop cut from the audio, z-scored by the processor and encoded
+            # alone: beat_crop_encode window, starts on a 5-s grid), GTZANBT_metric.py (±70 ms pooled)
             "beat": {"beat_neighbour_weight": 1.0, "beat_tolerance": 0.07, "beat_average": "pooled",
-                     "beat_training": "marble", "beat_crop_seconds": 10.0, "waveform_norm": "file"}}
+                     "beat_training": "marble", "beat_crop_seconds": 10.0, "waveform_norm": "file",
+                     "beat_crop_encode": "window", "beat_crop_hop_seconds": BEAT_CROP_HOP_SECONDS}}
 
 
 def _marble_per_task() -> dict:
@@ -319,9 +324,11 @@ _MARBLE_ROWS = [
     ("beat training", "not stated",
      "random 10-s crops encoded alone (64 per batch), valid/test on 30 s; early stopping, LR schedule and "
      "checkpoint on valid beat F after madmom's DBN (GTZANBT_base_config.yaml, GTZANBT_prober.py)",
-     "random 10-s crops (64 per batch, epochs in files) of the frames of the whole clip (encoded once, not per "
-     "crop); early stopping, LR schedule and kept point on valid beat F after the DBN (beat_training=marble); "
-     "beat_training: frames = the cheap mode: random frames, valid frame AP"),
+     "10-s crops encoded alone, each z-scored (beat_crop_encode=window), starts on a 5-s grid "
+     "(beat_crop_hop_seconds; MARBLE: any start), labels shifted by the start; 64 per batch, a random crop of "
+     "each of 64 files, epochs in files; valid/test whole 30-s files; early stopping, LR schedule and kept point "
+     "on valid beat F after the DBN (beat_training=marble); beat_crop_encode=file: crops of the whole clip's "
+     "frames, encoded once; beat_training: frames = the cheap mode: random frames, valid frame AP"),
     ("beat F", "mir_eval f_measure, 20 ms (§3.2)",
      "mir_eval match_events ±70 ms, counts pooled over files (GTZANBT_metric.py)",
      "±70 ms pooled; beat_tolerance: 0.02 on the task for the text's 20 ms"),

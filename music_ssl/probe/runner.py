@@ -5,6 +5,8 @@ with hydra, :func:`run_probe` also takes a plain dict.
 
 Task rules: the protocol's ``rules`` for the task's name or type (pooling, encoding, window → song aggregation,
 beat scoring and training, split) are applied under the task entry's own options (an entry's explicit key wins).
+Beat training crops (``beat_crop_encode``, ``beat_crop_hop_seconds``: ``assemble.BeatCrops``) are taken out of
+them here: with ``beat_crop_encode: window`` the train files are encoded as crops alone and valid/test whole.
 Train settings: the preset's, its ``per_task`` entry for the task (MARBLE's per-task schedules), then the run's
 ``protocol.train``; the grid likewise (``per_task`` probe overrides, e.g. MuLaP's per-task weight decay). Head
 settings (which states the weighted sum reads, its start, input dropout): the preset's, ``protocol.sum_states`` and
@@ -29,11 +31,11 @@ import torch
 from ..core.atomic import check_writable
 from ..core.fingerprint import json_sha256
 from ..core.device import resolve_device
-from .assemble import assemble
+from .assemble import BeatCrops, assemble
 from .config import resolve_config
-from .errors import ProbeConfigError
+from .errors import ProbeConfigError, ProbeDataError
 from .features import build_source, load_features
-from .features.cache import CACHE_FIX
+from .features.cache import CACHE_FIX, FeatureSet, takes_encoding
 from .protocols import WEIGHTED_SUM, TrainSettings, expand, get_protocol, resolve_layers, with_overrides
 from .published import attach_published, check_reference
 from .report import library_versions, mean_ci, write_report
@@ -135,15 +137,16 @@ def run_task(entry: dict, cfg: dict, source, device, settings, protocol, done: d
         raise ProbeConfigError(f"probe config: task entry {entry!r} needs a `name` (e.g. {{name: gtzan_genre, "
                                "root: /data/GTZAN}).")
     rules = protocol.rules_for(entry["name"], task_type_of(entry))
-    task = load_probe_dataset(**{**rules, **dict(entry)})
+    options, crops = BeatCrops.split_options({**rules, **dict(entry)})
+    task = load_probe_dataset(**options)
     if task.name in done:
         raise ProbeConfigError(f"probe config: two tasks are named {task.name!r}; give one a `task_name` option.")
     cache_dir = Path(cfg["cache_dir"]).expanduser() if cfg["cache_dir"] else None
     if hasattr(source, "bind_items"):  # Jukebox: JukeMIR names feature files by its per-dataset uid
         source.bind_items(task.items)
-    features = load_features(source, [item.path for item in task.items], task.pooling, task.window_seconds,
-                             task.hop_seconds, cache_dir, task.encoding())
-    data = assemble(task, features, device)
+    crops = _crops_for(task, source, crops)
+    features, train_windows = task_features(task, source, cache_dir, crops)
+    data = assemble(task, features, device, train_windows)
     layers = resolve_layers(cfg["protocol"]["layers"] or protocol.layers, data.num_states)
     seeds = cfg["protocol"]["seeds"] or protocol.seeds
     grid = protocol.grid_for(task.name)
@@ -167,8 +170,48 @@ def run_task(entry: dict, cfg: dict, source, device, settings, protocol, done: d
     if task.type == "beat":
         info.update(beat_tolerance=task.beat_tolerance, beat_average=task.beat_average,
                     beat_neighbour_weight=task.beat_neighbour_weight, beat_training=task.beat_training,
-                    beat_crop_frames=data.splits["train"].crop_frames)
+                    beat_crop_frames=data.splits["train"].crop_frames,
+                    beat_crop_encode=crops.encode if task.beat_training == "marble" else None,
+                    beat_crop_hop_seconds=crops.hop_seconds if crops.windowed(task) else None,
+                    beat_train_windows=len(data.splits["train"].files) if crops.windowed(task) else None)
     return selected, probes, info
+
+
+def _crops_for(task, source, crops: BeatCrops) -> BeatCrops:
+    """``crops``, or file crops when the source's features are precomputed (they cannot encode a crop alone)."""
+    if crops.windowed(task) and not takes_encoding(source):
+        logger.warning("task %s: %s features are precomputed, so beat training crops are cut from whole files' "
+                       "frames (beat_crop_encode=file)", task.name, source.kind)
+        return BeatCrops("file", crops.hop_seconds)
+    return crops
+
+
+def task_features(task, source, cache_dir, crops: BeatCrops) -> tuple:
+    """(features of ``task.items``, train crops encoded alone or None), each from the cache when it has them.
+
+    With ``crops.windowed(task)`` the train files are encoded as windows (``crops.encoding(task)``, its own
+    cache entry: the windows are in the key) and only valid / test whole; the first set's train entries are None.
+    """
+    paths = [item.path for item in task.items]
+    if not crops.windowed(task):
+        return load_features(source, paths, task.pooling, task.window_seconds, task.hop_seconds, cache_dir,
+                             task.encoding()), None
+    train = [i for i, item in enumerate(task.items) if item.split == "train"]
+    other = [i for i, item in enumerate(task.items) if item.split != "train"]
+    whole = load_features(source, [paths[i] for i in other], task.pooling, task.window_seconds, task.hop_seconds,
+                          cache_dir, task.encoding())
+    windows = load_features(source, [paths[i] for i in train], task.pooling, None, None, cache_dir,
+                            crops.encoding(task))
+    if list(windows.layer_names) != list(whole.layer_names) or windows.frame_rate != whole.frame_rate:
+        raise ProbeDataError(f"task {task.name}: train crops and whole files gave different states or frame rates "
+                             f"({windows.layer_names} at {windows.frame_rate} Hz vs {whole.layer_names} at "
+                             f"{whole.frame_rate} Hz).")
+    arrays = [None] * len(paths)
+    for k, i in enumerate(other):
+        arrays[i] = whole.arrays[k]
+    logger.info("task %s: %d train files encoded as %d crops of %g s alone (starts every %g s)", task.name,
+                len(train), len(windows.arrays), task.beat_crop_seconds, crops.hop_seconds)
+    return FeatureSet(arrays, whole.layer_names, whole.frame_rate, whole.from_cache and windows.from_cache), windows
 
 
 def run_probe(cfg) -> dict:

@@ -13,7 +13,9 @@ BEAT_AVERAGES = ("pooled", "per_file")
 BEAT_TRAININGS = ("frames", "marble")
 RULE_KEYS = ("pooling", "window_seconds", "hop_seconds", "aggregate", "beat_tolerance", "beat_average",
              "beat_neighbour_weight", "beat_training", "beat_crop_seconds", "encode", "min_window_seconds",
-             "first_seconds", "waveform_norm", "trim_silence")  # what a protocol's rules or a task entry may set
+             "first_seconds", "waveform_norm", "trim_silence",
+             "beat_crop_encode", "beat_crop_hop_seconds")  # what a protocol's rules or a task entry may set
+# (the last two are the runner's: assemble.BeatCrops takes them out before the dataset is loaded)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from music_ssl.core.device import resolve_device
 
 from ...data.audio import audio_info, read_audio
 from ..errors import MissingDataError, ProbeConfigError, ProbeDataError
-from .encoding import Encoding, model_norm_file, own_norm_off, read_prepared
+from .encoding import Encoding, WindowFrames, model_norm_file, own_norm_off, read_prepared, window_start_seconds
 from .source import FeatureSource, FrameMemo, mean_windows
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class EncoderSource(FeatureSource):
 
     def extract(self, paths, pooling, window, hop, encoding: Encoding = None):
         """See ``FeatureSource.extract``; ``encoding`` (``features.encoding``): the waveform rule and, with
-        ``encode="window"``, windows encoded alone ((W, S, C) window means; frames are refused)."""
+        ``encode="window"``, windows encoded alone ((W, S, C) window means; with ``pooling="frames"`` one
+        ``WindowFrames`` per file: every window's frames)."""
         encoding = encoding or Encoding()
         if encoding.encode == "window":
             return self._extract_windows(paths, pooling, encoding)
@@ -159,12 +160,10 @@ class EncoderSource(FeatureSource):
         return mean_windows(stacked, self.frame_rate, window, hop)
 
     def _extract_windows(self, paths, pooling, encoding: Encoding) -> tuple:
-        """Each window of ``encoding`` through the encoder on its own -> per file (W, S, C) float32 window means.
+        """Each window of ``encoding`` through the encoder on its own -> per file (W, S, C) float32 window means, or
+        with ``pooling="frames"`` a ``WindowFrames`` (each window's (T_w, S, C) float16 frames and its start, s).
 
         Windows of ``batch_size`` files at a time are batched with windows of exactly the same length (no padding)."""
-        if pooling == "frames":
-            raise ProbeConfigError("encode=window gives one vector per window; a frame-level task (beat tracking) "
-                                   "needs encode=file.")
         enc = self.encoder
         self.frame_rate = float(enc.frame_rate)
         out = [None] * len(paths)
@@ -173,30 +172,43 @@ class EncoderSource(FeatureSource):
                 group = list(range(first, min(first + self.batch_size, len(paths))))
                 windows = {i: read_prepared(paths[i], enc.sample_rate, encoding,
                                             lambda audio: model_norm_file(enc, audio)) for i in group}
-                means = {i: [None] * len(windows[i]) for i in group}
-                by_length = defaultdict(list)  # samples -> [(file, window)]
+                pooled = self._encode_windows(group, windows, paths, enc, encoding, pooling)
                 for i in group:
-                    for w, audio in enumerate(windows[i]):
-                        if len(audio) < enc.receptive_field:
-                            raise ProbeDataError(too_short(paths[i], len(audio), enc.sample_rate, enc.receptive_field))
-                        by_length[len(audio)].append((i, w))
-                with own_norm_off(enc, encoding):  # normalised above (read_prepared)
-                    for pairs in by_length.values():
-                        for start in range(0, len(pairs), self.batch_size):
-                            batch = pairs[start:start + self.batch_size]
-                            audio = torch.from_numpy(np.stack([windows[i][w] for i, w in batch])).to(enc.device)
-                            hidden, frame_lengths = enc(audio)  # L + 1 x (B, T, C)
-                            for row, (i, w) in enumerate(batch):
-                                n = int(frame_lengths[row])
-                                states = [h[row, :n].float().mean(0).cpu().numpy() for h in hidden]
-                                keep = self._select(states)
-                                self.names = ["cnn"] if self.cnn else [("input" if k == 0 else f"layer{k}")
-                                                                       for k in keep]
-                                means[i][w] = np.stack([states[k] for k in keep])  # (S, C)
-                for i in group:
-                    out[i] = np.stack(means[i]).astype(np.float32)  # (W, S, C)
+                    if pooling == "frames":
+                        starts = [window_start_seconds(w, enc.sample_rate, encoding.window, encoding.hop)
+                                  for w in range(len(pooled[i]))]
+                        out[i] = WindowFrames(np.array(starts, np.float64), pooled[i])
+                    else:
+                        out[i] = np.stack(pooled[i]).astype(np.float32)  # (W, S, C)
                 bar.update(len(group))
         return out, self.names, self.frame_rate
+
+    def _encode_windows(self, group, windows, paths, enc, encoding: Encoding, pooling) -> dict:
+        """file index -> per window (S, C) frame mean, or (T_w, S, C) float16 frames with ``pooling="frames"``;
+        ``windows``: file index -> list of (samples,) float32 windows."""
+        pooled = {i: [None] * len(windows[i]) for i in group}
+        by_length = defaultdict(list)  # samples -> [(file, window)]
+        for i in group:
+            for w, audio in enumerate(windows[i]):
+                if len(audio) < enc.receptive_field:
+                    raise ProbeDataError(too_short(paths[i], len(audio), enc.sample_rate, enc.receptive_field))
+                by_length[len(audio)].append((i, w))
+        with own_norm_off(enc, encoding):  # normalised already (read_prepared)
+            for pairs in by_length.values():
+                for start in range(0, len(pairs), self.batch_size):
+                    batch = pairs[start:start + self.batch_size]
+                    audio = torch.from_numpy(np.stack([windows[i][w] for i, w in batch])).to(enc.device)
+                    hidden, frame_lengths = enc(audio)  # L + 1 x (B, T, C)
+                    for row, (i, w) in enumerate(batch):
+                        states = [h[row, :int(frame_lengths[row])].float() for h in hidden]  # each (T, C)
+                        keep = self._select(states)
+                        self.names = ["cnn"] if self.cnn else [("input" if k == 0 else f"layer{k}") for k in keep]
+                        if pooling == "frames":
+                            frames = torch.stack([states[k] for k in keep], 1)  # (T, S, C)
+                            pooled[i][w] = frames.cpu().numpy().astype(np.float16)
+                        else:
+                            pooled[i][w] = np.stack([states[k].mean(0).cpu().numpy() for k in keep])  # (S, C)
+        return pooled
 
     def _batches(self, paths, encoding: Encoding = Encoding()) -> list:
         """Lists of indices into ``paths``: same-length short files together (<= batch_size), long files alone

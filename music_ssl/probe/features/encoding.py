@@ -6,12 +6,16 @@ context. The papers' code encodes each window alone: MARBLE's ``extract_bert_fea
 ``sliding_window_size_in_sec`` windows and runs the model on each; MuLaP's ``CNNEncoder.extract_features`` splits
 tracks into 3-s chunks; VocalSet's 3-s segments are separate files (MARBLE ``tasks/VocalSet/preprocess.py``).
 ``Encoding(encode="window")`` does the same: the audio of each window goes through the encoder on its own and its
-frames are averaged.
+frames are averaged — or, for frame-level features (``pooling="frames"``: MARBLE's beat training encodes each 10-s
+crop alone, ``GTZANBT_dataset.py``), kept: a source then returns a :class:`WindowFrames` per file, each window's
+frames with its start in the file (:func:`window_start_seconds`), and :func:`crop_encoding` gives the encoding of
+such crops.
 
 =================== ============================================================================================
 field               meaning
 =================== ============================================================================================
 encode              "file": whole file, windows pooled from its frames | "window": each window encoded alone
+                    (frame-level features: each window's frames kept, a ``WindowFrames`` per file)
 window / hop        seconds (None window: the whole file is one window)
 min_window_seconds  encode="window": a last window shorter than ``window`` is kept when it has at least this many
                     seconds (MARBLE: 1 s), else dropped; None = always dropped. A file with no full window is one
@@ -26,8 +30,8 @@ trim_silence        drop leading silence first (``torchaudio.functional.vad`` at
 =================== ============================================================================================
 """
 import contextlib
-from dataclasses import asdict, dataclass
-from typing import Optional
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -90,6 +94,41 @@ def window_spans(num_samples: int, rate: float, window: Optional[float], hop: Op
     if not spans or (tail > 0 and min_seconds is not None and tail >= min_seconds * rate):
         spans.append((tail_start, num_samples))
     return spans
+
+
+def window_start_seconds(index: int, rate: float, window: Optional[float], hop: Optional[float]) -> float:
+    """Start in seconds of window ``index`` of :func:`window_spans` (windows start every ``round(hop * rate)``
+    samples; 0 for the whole-file window)."""
+    if window is None:
+        return 0.0
+    return index * max(1, int(round((hop or window) * rate))) / rate
+
+
+class WindowFrames(NamedTuple):
+    """Frame-level features of one file's windows, each encoded alone (``encode="window"``, ``pooling="frames"``).
+
+    Attributes:
+        starts: (W,) float64 start of each window in the file, seconds (:func:`window_start_seconds`).
+        arrays: W arrays (T_w, S, C) float16: window w's frames; frame t lies at ``starts[w] + t / frame_rate``.
+    """
+    starts: np.ndarray
+    arrays: list
+
+
+def crop_encoding(encoding: Encoding, crop_seconds: float, hop_seconds: float) -> Encoding:
+    """The encoding of training crops encoded alone: windows of ``crop_seconds`` every ``hop_seconds`` (full
+    windows only; a file shorter than a crop is one window), the rest of ``encoding`` kept, except that a
+    whole-file z-score (``waveform_norm="file"``) becomes the crop's own (``"window"``): MARBLE's
+    ``GTZANBT_dataset.py`` runs ``Wav2Vec2FeatureExtractor`` on each cropped waveform.
+
+    Raises ProbeConfigError with ``trim_silence`` (a crop's start would no longer be its place in the file).
+    """
+    if encoding.trim_silence:
+        raise ProbeConfigError("crops encoded alone need trim_silence=false (labels are shifted by the crop's "
+                               "start in the file); set beat_crop_encode=file to crop the whole file's frames.")
+    norm = "window" if encoding.waveform_norm in ("file", "window") else encoding.waveform_norm
+    return replace(encoding, encode="window", window=float(crop_seconds), hop=float(hop_seconds),
+                   min_window_seconds=None, waveform_norm=norm)
 
 
 def zscore(audio: np.ndarray, eps: float = FEATURE_EXTRACTOR_EPS) -> np.ndarray:

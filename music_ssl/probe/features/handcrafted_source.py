@@ -17,8 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ...data.audio import read_audio
-from ..errors import ProbeConfigError
-from .encoding import Encoding, read_prepared
+from .encoding import Encoding, WindowFrames, read_prepared, window_start_seconds
 from .source import FeatureSource, FrameMemo, window_bounds
 
 HOP = 512  # samples
@@ -83,15 +82,18 @@ class HandcraftedSource(FeatureSource):
         return out, [self.feature], self.frame_rate
 
     def _extract_prepared(self, paths, pooling, window, hop, encoding: Encoding) -> tuple:
-        """``extract`` of the audio ``encoding`` prepares: one analysis per window (``encode="window"``) or of the
-        prepared whole file."""
-        if pooling == "frames" and encoding.encode == "window":
-            raise ProbeConfigError("encode=window gives one vector per window; a frame-level task needs encode=file.")
+        """``extract`` of the audio ``encoding`` prepares: one analysis per window (``encode="window"``; frames: a
+        ``WindowFrames`` per file) or of the prepared whole file."""
         out = []
         for path in tqdm(paths, desc=f"{self.kind} features", unit="file", disable=None):
             windows = read_prepared(path, self.sample_rate, encoding)
             frames = [frame_features(w, self.sample_rate, self.feature) for w in windows]  # each (bins, T)
-            if pooling == "frames":
+            if pooling == "frames" and encoding.encode == "window":
+                starts = [window_start_seconds(w, self.sample_rate, encoding.window, encoding.hop)
+                          for w in range(len(frames))]
+                out.append(WindowFrames(np.array(starts, np.float64),
+                                        [frame_deltas(f)[:, None, :].astype(np.float16) for f in frames]))
+            elif pooling == "frames":
                 out.append(frame_deltas(frames[0])[:, None, :].astype(np.float16))
             elif encoding.encode == "window":
                 out.append(np.stack([moments(f) for f in frames])[:, None, :])  # (W, 1, 6 * bins)

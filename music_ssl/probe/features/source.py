@@ -6,7 +6,8 @@ baselines):
 
 * ``pooling="clip"`` / ``"window"``: (W, S, C) float32 — one mean-pooled vector per window (W = 1 when the
   window is None, i.e. the whole clip);
-* ``pooling="frames"``: (T, S, C) float16 — every frame (beat tracking), at ``frame_rate`` Hz.
+* ``pooling="frames"``: (T, S, C) float16 — every frame (beat tracking), at ``frame_rate`` Hz; with windows
+  encoded alone (``Encoding(encode="window")``: beat training crops) one ``encoding.WindowFrames`` per file instead.
 """
 from collections import OrderedDict
 from pathlib import Path
