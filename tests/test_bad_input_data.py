@@ -623,6 +623,37 @@ def test_fault_killed_parallel_jobs_leave_no_worker_running(tmp_path, stage, sig
 
 
 
+def test_fault_a_worker_sigtermed_before_its_initializer_dies_as_by_default():
+    """A pool worker is forked with the parent's SIGTERM handler (``workers.raise_on_sigterm``) and keeps it until
+    its initializer runs: a SIGTERM in between (the parent stopping a pool that is starting) must end the worker as
+    SIGTERM's default does, not run the parent's handler there (it asserted "can only test a child process" in the
+    worker and printed a traceback: seen in CI)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from music_ssl.core.workers import raise_on_sigterm
+
+    pool = ProcessPoolExecutor(1)
+    pool.submit(int).result()  # a live worker in the pool's process table
+    previous = raise_on_sigterm(pool)
+    assert previous is not None, "the handler is installed (main thread, no SIGTERM handler before)"
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: a worker between fork and its initializer
+            code = 4
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)
+            except BaseException:  # the parent's handler ran here
+                code = 3
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pool.shutdown()
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM, \
+        f"exit status {os.waitstatus_to_exitcode(status)} instead of death by SIGTERM"
+
+
 def sleep_in_a_pool_without_prctl(seconds: float) -> None:
     """A parent whose pool workers cannot arm Linux's parent-death signal (as on macOS): the watchdog must do."""
     from music_ssl.core import workers

@@ -9,7 +9,8 @@ by the OOM killer) used to leave every worker blocked forever, each holding its 
   unavailable, a watchdog thread polls ``os.getppid()`` and ends the worker within :data:`WATCH_SECONDS`;
 * SIGTERM of the parent (while it has no SIGTERM handler of its own) raises ``SystemExit(143)`` in the main thread,
   which stops the workers and shuts the pool down before the command exits; so does any other exception, Ctrl-C
-  included (workers ignore SIGINT: the parent stops them);
+  included (workers ignore SIGINT: the parent stops them). A worker inherits that handler by fork until its
+  initializer resets it: a SIGTERM in between ends it as the default action does;
 * queued items are dropped instead of being finished.
 """
 import ctypes
@@ -79,7 +80,13 @@ def raise_on_sigterm(pool: ProcessPoolExecutor):
             signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return None
 
+    owner = os.getpid()
+
     def terminated(signum, _frame):
+        if os.getpid() != owner:  # a worker forked before its initializer reset SIGTERM: the default death
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         logger.warning("terminated (signal %d): stopping the worker processes", signum)
         stop_workers(pool)
         raise SystemExit(128 + signum)
