@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue #15's GPU measurements in one run (<= 8 min): installs the wheelhouse (.whl/, `make wheelhouse`) if
-# fairseq is missing, checks every import, then runs benchmarks/device_run.py, which writes device_run.json and
+# Issue #15's GPU measurements and issue #24's time-to-quality step (section ttq) in one run (<= 9 min): installs
+# the wheelhouse (.whl/, `make wheelhouse`) if fairseq is missing, checks every import, then runs
+# benchmarks/device_run.py, which writes device_run.json and
 # device_run.md (the table) to $OUT.
 #   GPU (the `run` device tool): command `bash benchmarks/device_run.sh`, carry [".whl"]
 #   CPU rehearsal:               OUT=/tmp/x bash benchmarks/device_run.sh --smoke

@@ -1,11 +1,13 @@
 """`make demo`: the whole pipeline on the embedded demo corpus, from nothing to a report.
 
-    music-ssl-demo [--out-dir demo_out] [--n-pieces 400] [--n-notes 600] [--hubert-updates 1000] ...
+    music-ssl-demo [--out-dir demo_out] [--n-pieces 400] [--n-notes 600] [--hubert-updates 1000] [--music2vec2] ...
 
 Stages: corpus -> manifest -> MFCC k-means labels -> MusicHuBERT tiny (iteration 1) -> layer labels ->
 MusicHuBERT tiny (iteration 2) -> music2vec tiny -> probes (key, instrument, note_instrument, pitch, beat) of both
 checkpoints, random inits and the CHROMA / MFCC baselines -> demo_out/report.md (training curves, MusicHuBERT's
-validation accuracy beside the majority-label rate, music2vec's target std and EMA decay, probe gains). Each stage
+validation accuracy beside the majority-label rate, music2vec's target std and EMA decay, probe gains).
+--music2vec2 adds music2vec2 tiny (data2vec 2.0's recipe): one more training run and two more probe runs, a
+column each in the report. Each stage
 is the toolkit's own command; finished stages are reused on a rerun (see music_ssl/demo/pipeline.py). Masks are
 seeded from --seed, so a rerun gives the same checkpoints and table. Logging level from LOGLEVEL (default INFO).
 """
@@ -41,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--probe-epochs", dest="probe_epochs", type=int, default=None,
                    help="most epochs per probe (default: config/probe/demo.yaml's)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--music2vec2", action="store_true",
+                   help="also train music2vec2 tiny (data2vec 2.0's recipe) for --music2vec-updates and probe it and "
+                        "its random init in the report (two more probe runs; off by default)")
     return p
 
 

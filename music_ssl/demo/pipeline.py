@@ -60,6 +60,8 @@ class DemoSettings:
         hubert_updates / music2vec_updates: pretraining updates of each tiny model (per HuBERT iteration).
         probe_seeds: seeds per probe config.
         probe_epochs: most epochs per probe (None: config/probe/demo.yaml's; early stopping usually ends sooner).
+        music2vec2: also train music2vec2 tiny (data2vec 2.0's recipe, ``music2vec2_tiny``) for ``music2vec_updates``
+            and probe it and its random init beside the others (default False: the demo's stages only).
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N`` (default ``auto``; checked by
             :func:`music_ssl.core.device.resolve_device`).
     """
@@ -76,6 +78,7 @@ class DemoSettings:
     probe_seeds: int = 3
     probe_epochs: int | None = None
     device: str = "auto"
+    music2vec2: bool = False
 
     def torch_device(self) -> torch.device:
         """``device`` resolved (``auto`` → cuda or cpu); raises :class:`DeviceError` for one this machine lacks."""
@@ -238,15 +241,18 @@ def schedule_overrides(updates: int) -> list[str]:
 
 
 def train_stage(s: DemoSettings, name: str, title: str, config: str, updates: int, overrides: list,
-                upstream: tuple[str, ...]) -> Stage:
+                upstream: tuple[str, ...], seeded_masks: bool = True) -> Stage:
     """fairseq-hydra-train of a tiny config; masks seeded from ``s.seed`` (``model.seeded_masks``), so a rerun with
-    the same settings gives the same checkpoint on CPU."""
+    the same settings gives the same checkpoint on CPU. ``seeded_masks=False`` for a model without that option
+    (music2vec2: data2vec 2.0 draws its masks from torch's and numpy's generators, which fairseq seeds from
+    ``common.seed``)."""
     save_dir = s.out_dir / "checkpoints" / name
     command = ["fairseq-hydra-train", "--config-dir", PRETRAIN_CONFIG_DIR, "--config-name", config,
                f"task.data={s.out_dir / 'manifest'}", f"checkpoint.save_dir={save_dir}",
                f"common.user_dir={PLUGIN_DIR}", *schedule_overrides(updates),
                f"common.seed={s.seed}", f"common.cpu={'false' if s.use_cuda() else 'true'}",
-               "++model.seeded_masks=true", f"hydra.run.dir={save_dir / 'hydra'}", *overrides]
+               *(["++model.seeded_masks=true"] if seeded_masks else []), f"hydra.run.dir={save_dir / 'hydra'}",
+               *overrides]
     return Stage(name, title, command, [save_dir / "checkpoint_last.pt"], workdir=save_dir, upstream=upstream,
                  configs=(Path(PRETRAIN_CONFIG_DIR) / f"{config}.yaml",), env=s.training_env())
 
@@ -289,11 +295,15 @@ def plan(s: DemoSettings) -> list[Stage]:
         train_stage(s, "music2vec", "music2vec tiny pretraining", "music2vec_tiny", s.music2vec_updates,
                     [], ("manifest",)),
     ]
+    if s.music2vec2:
+        stages.append(train_stage(s, "music2vec2", "music2vec2 tiny pretraining (data2vec 2.0 recipe)",
+                                  "music2vec2_tiny", s.music2vec_updates, [], ("manifest",), seeded_masks=False))
     return stages + probe_stages(s, hubert)
 
 
 def probe_stages(s: DemoSettings, hubert: Path) -> list[Stage]:
-    """Probes of both checkpoints, a random init of each architecture and the two hand-crafted baselines."""
+    """Probes of both checkpoints, a random init of each architecture and the two hand-crafted baselines (then
+    music2vec2's checkpoint and random init with ``s.music2vec2``)."""
     m2v = checkpoint(s, "music2vec")
     sources = [
         ("probe_music_hubert", "probes: MusicHuBERT (iteration 2)", ["source.kind=checkpoint", f"source.path={hubert}"],
@@ -307,6 +317,14 @@ def probe_stages(s: DemoSettings, hubert: Path) -> list[Stage]:
         ("probe_chroma", "probes: CHROMA baseline (72-d)", ["source.kind=chroma"], ("corpus",)),
         ("probe_mfcc", "probes: MFCC baseline (120-d)", ["source.kind=mfcc"], ("corpus",)),
     ]
+    if s.music2vec2:
+        m2v2 = checkpoint(s, "music2vec2")
+        sources += [
+            ("probe_music2vec2", "probes: music2vec2", ["source.kind=checkpoint", f"source.path={m2v2}"],
+             ("corpus", "music2vec2")),
+            ("probe_random_music2vec2", "probes: random-init music2vec2 architecture",
+             ["source.kind=checkpoint", f"source.path={m2v2}", "source.random_init=true"], ("corpus", "music2vec2")),
+        ]
     return [probe_stage(s, name, title, source, upstream) for name, title, source, upstream in sources]
 
 

@@ -31,13 +31,26 @@ SOURCES = (  # probe stage -> column title
 PRETRAINED_VS_RANDOM = (("probe_music_hubert", "probe_random_hubert"), ("probe_music2vec", "probe_random_music2vec"))
 TRAINING_RUNS = (("hubert_iter1", "MusicHuBERT iteration 1"), ("hubert_iter2", "MusicHuBERT iteration 2"),
                  ("music2vec", "music2vec"))
+MUSIC2VEC2_SOURCES = (("probe_music2vec2", "music2vec2"), ("probe_random_music2vec2", "random music2vec2"))
+MUSIC2VEC2_PAIR = ("probe_music2vec2", "probe_random_music2vec2")
+MUSIC2VEC2_RUN = ("music2vec2", "music2vec2")
 LOG_LINE = re.compile(r"\[(train_inner|valid)\]\[INFO\] - (\{.*\})\s*$")
 
 
-def load_selected(out_dir: Path) -> dict[str, dict[str, dict]]:
+def columns(settings) -> tuple[tuple, tuple, tuple]:
+    """(probe sources, pretrained-vs-random pairs, training runs) of the report: the default demo's, plus
+    music2vec2's (``settings.music2vec2``: its checkpoint and random init after music2vec's)."""
+    if not getattr(settings, "music2vec2", False):
+        return SOURCES, PRETRAINED_VS_RANDOM, TRAINING_RUNS
+    at = [s for s, _t in SOURCES].index("probe_random_music2vec") + 1
+    return (SOURCES[:at] + MUSIC2VEC2_SOURCES + SOURCES[at:], PRETRAINED_VS_RANDOM + (MUSIC2VEC2_PAIR,),
+            TRAINING_RUNS + (MUSIC2VEC2_RUN,))
+
+
+def load_selected(out_dir: Path, sources=SOURCES) -> dict[str, dict[str, dict]]:
     """``{probe stage: {task: row chosen on validation}}`` from every probe run's ``results.json``."""
     chosen = {}
-    for stage, _title in SOURCES:
+    for stage, _title in sources:
         path = out_dir / "probe" / stage / "results.json"
         rows = json.loads(path.read_text())["selected"]
         chosen[stage] = {r["task"]: r for r in rows if r["best_on_valid"]}
@@ -55,27 +68,27 @@ def cell(row: dict | None) -> str:
     return f"{100 * row['test_mean']:.1f}{ci} ({row['layer']})"
 
 
-def results_table(chosen: dict) -> str:
+def results_table(chosen: dict, sources=SOURCES) -> str:
     """Markdown: a row per task, a column per source; test metric ×100 of the layer chosen on validation."""
     tasks = list(next(iter(chosen.values())))
-    head = "| task | metric | " + " | ".join(title for _s, title in SOURCES) + " |"
-    lines = [head, "|---" * (len(SOURCES) + 2) + "|"]
+    head = "| task | metric | " + " | ".join(title for _s, title in sources) + " |"
+    lines = [head, "|---" * (len(sources) + 2) + "|"]
     for task in tasks:
-        metric = chosen[SOURCES[0][0]][task]["metric"]
-        cells = [cell(chosen[stage].get(task)) for stage, _title in SOURCES]
+        metric = chosen[sources[0][0]][task]["metric"]
+        cells = [cell(chosen[stage].get(task)) for stage, _title in sources]
         lines.append(f"| {task} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def pretraining_gains(chosen: dict) -> list[dict]:
+def pretraining_gains(chosen: dict, pairs=PRETRAINED_VS_RANDOM, sources=SOURCES) -> list[dict]:
     """Per task and model: pretrained − random test metric (points) and whether the 95% CIs separate."""
     gains = []
-    for trained, random in PRETRAINED_VS_RANDOM:
+    for trained, random in pairs:
         for task, row in chosen[trained].items():
             base = chosen[random][task]
             half = sum(0.0 if math.isnan(r["test_ci95"]) else r["test_ci95"] for r in (row, base))
             delta = row["test_mean"] - base["test_mean"]
-            gains.append({"model": dict(SOURCES)[trained], "task": task, "delta": 100 * delta,
+            gains.append({"model": dict(sources)[trained], "task": task, "delta": 100 * delta,
                           "separated": abs(delta) > half})
     return gains
 
@@ -121,9 +134,9 @@ def curve(records: list[dict], key: str, scale: float = 1.0) -> list[tuple[int, 
     return [(r["num_updates"], scale * r[key]) for r in records if key in r]
 
 
-def training_logs(out_dir: Path) -> dict[str, dict[str, list[dict]]]:
+def training_logs(out_dir: Path, runs=TRAINING_RUNS) -> dict[str, dict[str, list[dict]]]:
     return {run: read_training_log(out_dir / "checkpoints" / run / "hydra" / "hydra_train.log")
-            for run, _title in TRAINING_RUNS}
+            for run, _title in runs}
 
 
 def majority_rate(km: Path, frame_rate: float = 50.0) -> float:
@@ -137,12 +150,12 @@ def majority_rate(km: Path, frame_rate: float = 50.0) -> float:
     return float(counts.max() / counts.sum())
 
 
-def plot_losses(path: Path, logs: dict) -> dict[str, int]:
+def plot_losses(path: Path, logs: dict, runs=TRAINING_RUNS) -> dict[str, int]:
     """One panel per pretraining run: train loss per update, valid loss as markers. Returns train points plotted."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(TRAINING_RUNS), figsize=(4.3 * len(TRAINING_RUNS), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.3 * len(runs), 3.3), squeeze=False)
     counts = {}
-    for ax, (run, title) in zip(axes[0], TRAINING_RUNS):
+    for ax, (run, title) in zip(axes[0], runs):
         counts[run] = len(logs[run]["train"])
         for kind, style in (("train", "-"), ("valid", "o-")):
             points = curve(logs[run][kind], "loss")
@@ -156,12 +169,12 @@ def plot_losses(path: Path, logs: dict) -> dict[str, int]:
     return counts
 
 
-def plot_learning(path: Path, logs: dict, majority: dict[str, float]) -> None:
+def plot_learning(path: Path, logs: dict, majority: dict[str, float], runs=TRAINING_RUNS) -> None:
     """MusicHuBERT: validation accuracy of masked / unmasked frames and the majority-label rate, per iteration;
-    music2vec: target and prediction std (train) and the EMA teacher's decay, per update."""
+    music2vec (and music2vec2): target and prediction std (train) and the EMA teacher's decay, per update."""
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(TRAINING_RUNS), figsize=(4.3 * len(TRAINING_RUNS), 3.3), squeeze=False)
-    for ax, (run, title) in zip(axes[0], TRAINING_RUNS):
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.3 * len(runs), 3.3), squeeze=False)
+    for ax, (run, title) in zip(axes[0], runs):
         records = logs[run]
         if run in majority:
             for key, label in (("correct_m_0", "masked"), ("correct_u_0", "unmasked")):
@@ -196,11 +209,11 @@ def last(records: list[dict], key: str, n: int = 1) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def learning_summary(logs: dict, majority: dict[str, float]) -> dict:
+def learning_summary(logs: dict, majority: dict[str, float], runs=TRAINING_RUNS) -> dict:
     """Per run, the numbers the report states: final valid accuracies vs the majority rate (MusicHuBERT) and the
     first / last target std, prediction std and EMA decay (music2vec)."""
     summary = {}
-    for run, _title in TRAINING_RUNS:
+    for run, _title in runs:
         train, valid = logs[run]["train"], logs[run]["valid"]
         row = {"train_loss_first": train[0]["loss"] if train else math.nan, "train_loss_last": last(train, "loss"),
                "valid_loss_last": last(valid, "loss")}
@@ -218,10 +231,10 @@ def learning_summary(logs: dict, majority: dict[str, float]) -> dict:
     return summary
 
 
-def learning_text(summary: dict) -> str:
+def learning_text(summary: dict, runs=TRAINING_RUNS) -> str:
     lines = ["| run | train loss (first → last) | valid loss | valid accuracy masked / unmasked | majority label "
              "| masked ÷ majority |", "|---|---|---|---|---|---|"]
-    for run, title in TRAINING_RUNS:
+    for run, title in runs:
         row = summary[run]
         if "majority_rate" not in row:
             continue
@@ -238,6 +251,12 @@ def learning_text(summary: dict) -> str:
               "rather than their mean. The targets are instance-normalised over time per clip, so they keep "
               "unit-scale variation whatever the teacher encodes: the probe table (pretrained vs random init) "
               "shows what the states keep."]
+    if "music2vec2" in summary:
+        m2 = summary["music2vec2"]
+        lines += ["", f"music2vec2 (data2vec 2.0 recipe): train loss {m2['train_loss_first']:.3f} → "
+                  f"{m2['train_loss_last']:.3f}, target std {m2['target_std_first']:.3f} → {m2['target_std_last']:.3f}, "
+                  f"prediction std {m2['pred_std_first']:.3f} → {m2['pred_std_last']:.3f}, EMA decay "
+                  f"{m2['ema_decay_first']:.4f} → {m2['ema_decay_last']:.4f}."]
     return "\n".join(lines) + "\n"
 
 
@@ -250,11 +269,11 @@ def pyplot():
     return plt
 
 
-def plot_layers(path: Path, out_dir: Path) -> None:
+def plot_layers(path: Path, out_dir: Path, sources=SOURCES) -> None:
     """Test metric per hidden state, one panel per task, one line per checkpoint source (weighted sum dashed)."""
     plt = pyplot()
 
-    stages = [s for s in SOURCES if s[0] not in ("probe_chroma", "probe_mfcc")]
+    stages = [s for s in sources if s[0] not in ("probe_chroma", "probe_mfcc")]
     rows = {stage: load_layer_rows(out_dir, stage) for stage, _t in stages}
     tasks = list(dict.fromkeys(r["task"] for r in rows[stages[0][0]]))
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.0 * len(tasks), 3.3), squeeze=False)
@@ -305,18 +324,19 @@ init is a strong baseline here: a random CNN keeps most of the spectrum, and the
 """
 
 
-def target_verdict(summary: dict, gains: list[dict]) -> str:
+def target_verdict(summary: dict, gains: list[dict], runs=TRAINING_RUNS, pairs=PRETRAINED_VS_RANDOM,
+                   sources=SOURCES) -> str:
     """The issue's target: MusicHuBERT's validation masked accuracy ≥ 3× the majority-label rate (both iterations),
     and for each pretrained model at least one task where it beats its random init with separated 95% CIs."""
     lines = []
-    for run, title in TRAINING_RUNS:
+    for run, title in runs:
         row = summary[run]
         if "ratio" in row:
             met = "met" if row["ratio"] >= 3 else "NOT met"
             role = "the probed model" if run == "hubert_iter2" else "for reference; its labels feed iteration 2"
             lines.append(f"- {title} ({role}): validation masked accuracy {100 * row['valid_masked_acc']:.1f}% = "
                          f"{row['ratio']:.1f}× the majority-label rate ({100 * row['majority_rate']:.1f}%): ≥ 3× {met}.")
-    for _trained, model in ((t, dict(SOURCES)[t]) for t, _r in PRETRAINED_VS_RANDOM):
+    for _trained, model in ((t, dict(sources)[t]) for t, _r in pairs):
         wins = [g["task"] for g in gains if g["model"] == model and g["delta"] > 0 and g["separated"]]
         lines.append(f"- {model} beats its random init with separated 95% CIs on: "
                      f"{', '.join(wins) if wins else 'no task (NOT met)'}.")
@@ -334,12 +354,13 @@ def write_demo_report(settings, results, seconds: float) -> Path:
     """Write ``report.md``, ``results.json``, ``loss_curves.png``, ``learning.png`` and ``layers.png`` into
     ``settings.out_dir``; returns report.md."""
     out = Path(settings.out_dir)
-    chosen = load_selected(out)
-    logs, majority = training_logs(out), label_majorities(settings, out)
-    summary, gains = learning_summary(logs, majority), pretraining_gains(chosen)
-    plot_losses(out / "loss_curves.png", logs)
-    plot_learning(out / "learning.png", logs, majority)
-    plot_layers(out / "layers.png", out)
+    sources, pairs, runs = columns(settings)
+    chosen = load_selected(out, sources)
+    logs, majority = training_logs(out, runs), label_majorities(settings, out)
+    summary, gains = learning_summary(logs, majority, runs), pretraining_gains(chosen, pairs, sources)
+    plot_losses(out / "loss_curves.png", logs, runs)
+    plot_learning(out / "learning.png", logs, majority, runs)
+    plot_layers(out / "layers.png", out, sources)
     write_text_atomic(out / "results.json", json.dumps({"selected": chosen, "gains": gains, "pretraining": summary},
                                                        indent=1))
     text = "\n".join([
@@ -347,18 +368,19 @@ def write_demo_report(settings, results, seconds: float) -> Path:
         f"Machine: {platform.node()} ({os.cpu_count()} CPU cores, {'CUDA' if settings.use_cuda() else 'CPU only'}); "
         f"this run took {seconds / 60:.1f} min (reused stages count 0). Corpus: {settings.n_pieces} pieces of "
         f"{settings.piece_seconds:g} s + {settings.n_notes} single notes; k = {settings.n_clusters}; "
-        f"{settings.hubert_updates} updates per MusicHuBERT iteration, {settings.music2vec_updates} for music2vec; "
+        f"{settings.hubert_updates} updates per MusicHuBERT iteration, {settings.music2vec_updates} for music2vec"
+        f"{' and music2vec2' if getattr(settings, 'music2vec2', False) else ''}; "
         f"seed {settings.seed} (masks seeded: a rerun with the same torch thread count gives the same checkpoints "
         "and table).", "",
-        "## Target", "", target_verdict(summary, gains),
+        "## Target", "", target_verdict(summary, gains, runs, pairs, sources),
         "## Did pretraining learn?", "",
-        "![loss curves](loss_curves.png)", "", "![learning](learning.png)", "", learning_text(summary),
+        "![loss curves](loss_curves.png)", "", "![learning](learning.png)", "", learning_text(summary, runs),
         "## Probe results", "",
         "Test metric ×100 (mean ± 95% CI over seeds) of the hidden state chosen on validation (in brackets; "
         "`weighted_sum` = softmax-weighted sum of all states; MLP-512 on features z-scored with train statistics, "
         "`config/probe/demo.yaml`). key: mir_eval weighted score; instrument, "
         "note_instrument, pitch: accuracy; beat: mir_eval F-measure (±70 ms) after madmom's DBN.", "",
-        results_table(chosen), "### Did pretraining help?", "", gains_text(gains), "### What we expect, and why", "",
+        results_table(chosen, sources), "### Did pretraining help?", "", gains_text(gains), "### What we expect, and why", "",
         EXPECTED_GAINS,
         "## Per-layer probes", "", "![layers](layers.png)", "",
         "## Stages", "", stages_table(results), "",
