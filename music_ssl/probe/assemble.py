@@ -17,7 +17,6 @@
 """
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 import torch
