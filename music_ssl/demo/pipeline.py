@@ -244,8 +244,9 @@ def train_stage(s: DemoSettings, name: str, title: str, config: str, updates: in
                 upstream: tuple[str, ...], seeded_masks: bool = True) -> Stage:
     """fairseq-hydra-train of a tiny config; masks seeded from ``s.seed`` (``model.seeded_masks``), so a rerun with
     the same settings gives the same checkpoint on CPU. ``seeded_masks=False`` for a model without that option
-    (music2vec2: data2vec 2.0 draws its masks from torch's and numpy's generators, which fairseq seeds from
-    ``common.seed``)."""
+    (music2vec2: its dataset draws data2vec 2.0's masks from torch's generator, which fairseq seeds from
+    ``common.seed`` and the update count; reproducible since collation runs in the training thread,
+    ``music_ssl.tasks.main_thread_collation``)."""
     save_dir = s.out_dir / "checkpoints" / name
     command = ["fairseq-hydra-train", "--config-dir", PRETRAIN_CONFIG_DIR, "--config-name", config,
                f"task.data={s.out_dir / 'manifest'}", f"checkpoint.save_dir={save_dir}",

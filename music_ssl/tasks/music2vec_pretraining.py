@@ -12,6 +12,7 @@ from ..data.crop import CROP_READING_HELP, CROP_SECONDS_HELP, crop_samples
 from ..data.crop_reading_audio_dataset import CropReadingAudioDataset
 from ..data.manifest import read_manifest
 from ..data.preflight import preflight_manifest
+from .main_thread_collation import MainThreadCollationMixin
 from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 from .seeded_masks import MaskIdsMixin
 
@@ -27,7 +28,7 @@ class Music2VecPretrainingConfig(AudioPretrainingConfig):
 
 
 @register_task("music2vec_pretraining", dataclass=Music2VecPretrainingConfig)
-class Music2VecPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, AudioPretrainingTask):
+class Music2VecPretrainingTask(MaskIdsMixin, MainThreadCollationMixin, Bf16AutocastMixin, AudioPretrainingTask):
     """Unlabelled audio from ``{data}/{split}.tsv``, randomly cropped to ``crop_seconds``."""
 
     cfg: Music2VecPretrainingConfig

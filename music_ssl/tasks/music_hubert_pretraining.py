@@ -18,6 +18,7 @@ from ..data.label_files import (MAKE_LABELS, LabelFileNotFoundError, check_label
                                 dictionary_ids, dictionary_path, recorded_label_rate)
 from ..data.manifest import read_manifest
 from ..data.preflight import preflight_manifest
+from .main_thread_collation import MainThreadCollationMixin
 from .mixed_precision import BF16_AUTOCAST_HELP, Bf16AutocastMixin
 from .seeded_masks import MaskIdsMixin
 
@@ -42,7 +43,7 @@ class MusicHubertPretrainingConfig(HubertPretrainingConfig):
 
 
 @register_task("music_hubert_pretraining", dataclass=MusicHubertPretrainingConfig)
-class MusicHubertPretrainingTask(MaskIdsMixin, Bf16AutocastMixin, HubertPretrainingTask):
+class MusicHubertPretrainingTask(MaskIdsMixin, MainThreadCollationMixin, Bf16AutocastMixin, HubertPretrainingTask):
     """Audio from ``{data}/{split}.tsv`` with frame labels ``{label_dir}/{split}.{label}`` checked before use.
 
     Iteration 1 uses 100 Hz MFCC k-means labels, iteration 2 50 Hz layer labels: the rate label prep recorded
