@@ -302,7 +302,7 @@ def test_jukemir_uids_of_mtt_emomusic_and_giantsteps_windows(tmp_path):
 
 # ---------------------------------------------------------------- published numbers in the report
 
-def jukebox_gtzan_run(tmp_path, out: str, reference=None) -> dict:
+def jukebox_gtzan_run(tmp_path, out: str, reference=None, reference_table=None) -> dict:
     stems = write_gtzan(tmp_path / "GTZAN", per_genre=6)
     features = tmp_path / "jb"
     features.mkdir(exist_ok=True)
@@ -311,7 +311,8 @@ def jukebox_gtzan_run(tmp_path, out: str, reference=None) -> dict:
         vector = np.random.default_rng(len(stem)).standard_normal(8).astype(np.float32)
         vector[0] += 3 * stem.startswith("rock")
         np.save(features / f"{hashlib.sha256(stem.encode()).hexdigest()}.npy", vector)
-    source = {"kind": "jukebox", "path": str(features), "dim": 8, "reference": reference}
+    source = {"kind": "jukebox", "path": str(features), "dim": 8, "reference": reference,
+              "reference_table": reference_table}
     tasks = [{"name": "gtzan_genre", "root": str(tmp_path / "GTZAN")}]
     return run_probe({"name": out, "source": source, "tasks": tasks,
                       "protocol": {"name": "marble", "train": {"max_epochs": 3}}, "cache_dir": None,
@@ -330,6 +331,30 @@ def test_report_has_paper_column_only_with_a_reference(tmp_path):
     assert "paper" not in (tmp_path / "without" / "results.md").read_text()
     with pytest.raises(ProbeConfigError, match="not a published model"):
         jukebox_gtzan_run(tmp_path, "bad", "jukemir/jukebox-5b")
+
+
+def test_a_user_reference_table_puts_numbers_we_do_not_ship_beside_ours(tmp_path):
+    header = "reference,model,protocol,task,metric,value,paper,table,note\n"
+    table = tmp_path / "marble_mert.csv"
+    table.write_text(header + "marble2023/mert_v1_95m,mert_v1_95m,marble,gtzan_genre,accuracy,12.3,"
+                              "Yuan et al. 2023 (MARBLE),Table 3,copied by the user\n")
+    run = jukebox_gtzan_run(tmp_path, "user", "marble2023/mert_v1_95m", str(table))
+    assert run["selected"][0]["paper"] == 12.3
+    assert "Yuan et al. 2023 (MARBLE), Table 3" in (tmp_path / "user" / "results.md").read_text()
+    assert "marble2023/mert_v1_95m" not in references()  # the user's rows are not shipped
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(header + "marble2023/mert_v1_95m,m,marble,gtzan_genre,accuracy,79.3 ±0.4,MARBLE,Table 3,\n")
+    with pytest.raises(ProbeConfigError, match=f"{bad}:2: value '79.3 ±0.4' is not a number"):
+        jukebox_gtzan_run(tmp_path, "bad", "marble2023/mert_v1_95m", str(bad))
+    clash = tmp_path / "clash.csv"
+    clash.write_text(header + "jukemir/jukebox,jukebox,jukemir,gtzan_genre,accuracy,1.0,x,y,\n")
+    with pytest.raises(ProbeConfigError, match="jukemir/jukebox is already shipped"):
+        jukebox_gtzan_run(tmp_path, "clash", "jukemir/jukebox", str(clash))
+    no_column = tmp_path / "no_column.csv"
+    no_column.write_text("reference,task,value\nmarble2023/mert_v1_95m,gtzan_genre,79.3\n")
+    with pytest.raises(ProbeConfigError, match="no column model, protocol, metric, paper, table, note"):
+        jukebox_gtzan_run(tmp_path, "no_column", "marble2023/mert_v1_95m", str(no_column))
 
 
 def test_published_tables_cover_the_papers():

@@ -58,6 +58,9 @@ class SourceConfig:
     reference: Optional[str] = field(default=None, metadata={
         "help": "published model + protocol to print beside ours, e.g. ma2023/music2vec_base, jukemir/jukebox "
                 "(music-ssl-probe --list-references); null = no paper column"})
+    reference_table: Optional[str] = field(default=None, metadata={
+        "help": "a CSV of published numbers we do not ship (e.g. MARBLE's MERT rows, copied from the paper), "
+                "columns as music_ssl/probe/published/*.csv; its references join the shipped ones"})
     sample_rate: int = field(default=22050, metadata={"help": "chroma / mfcc: audio is resampled to this rate (Hz)"})
 
 

@@ -230,7 +230,8 @@ def run_probe(cfg) -> dict:
     settings = train_settings(protocol.settings, cfg["protocol"]["train"])  # checks the keys now
     head = head_settings(protocol, cfg)
     source_cfg = dict(cfg["source"])
-    reference = check_reference(source_cfg.pop("reference"))
+    reference_table = source_cfg.pop("reference_table")
+    reference = check_reference(source_cfg.pop("reference"), reference_table)
     source = build_source(**source_cfg, device=cfg["device"])
     summary = {"name": cfg["name"], "config": cfg, "protocol": protocol.name, "settings": asdict(settings),
                "head": asdict(head),
@@ -244,7 +245,7 @@ def run_probe(cfg) -> dict:
         summary["selected"] += selected
         summary["probes"] += probes
         summary["tasks"][selected[0]["task"]] = info
-    attach_published(summary["selected"], reference)
+    attach_published(summary["selected"], reference, reference_table)
     summary["outputs"] = {k: str(v) for k, v in write_report(Path(cfg["out_dir"]), summary).items()}
     _log_wandb(cfg, summary)
     return summary
