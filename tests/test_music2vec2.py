@@ -1,6 +1,5 @@
 """music2vec2 (data2vec 2.0 on music): both configs train 2 updates through fairseq-hydra-train on CPU, the checkpoint
 loads with the safe unpickler and gives every hidden state, and the base config carries the recipe's values."""
-import pytest
 import torch
 from fairseq import checkpoint_utils
 
