@@ -14,9 +14,10 @@ import torch
 from conftest import REPO
 from music_ssl.demo.pipeline import DemoSettings, plan
 from music_ssl.demo.report import SOURCES, TRAINING_RUNS, columns
-from music_ssl.demo.time_to_quality import (MODELS, Point, Score, count_flops, demo_batches, first_reached,
-                                            log_interval_for, ratios, reached, saved_points, step_seconds,
-                                            time_to_quality, trainer_for, training_stage, training_step_flops)
+from music_ssl.demo.time_to_quality import (MODELS, Point, Score, count_flops, demo_batches, feature_encoder_flops,
+                                            first_reached, log_interval_for, ratios, reached, saved_points,
+                                            step_seconds, time_to_quality, trainer_for, training_stage,
+                                            training_step_flops)
 
 TASKS = ("key", "pitch", "beat")
 
@@ -160,6 +161,35 @@ def test_a_training_step_counts_the_backward_too(trainers, model):
         forward = count_flops(lambda: trainer.criterion(trainer.model, sample))
     step = training_step_flops(trainer, batch[1])["flops"]
     assert forward > 0 and step > 1.5 * forward  # backward ≈ 2 × the student's forward
+
+
+def test_trainer_for_composes_a_base_config_as_fairseq_hydra_train_does(tmp_path):
+    """The device script's ttq step builds music2vec2_base with trainer_for: without the registered dataclasses'
+    defaults its YAML's ``${model.num_heads}`` (data2vec 2.0's alibi heads) does not resolve."""
+    from conftest import write_clips, write_manifest
+
+    clips = write_clips(tmp_path / "audio", 2, 2.0, seed=5)
+    for split in ("train", "valid"):
+        write_manifest(tmp_path / f"{split}.tsv", tmp_path / "audio", clips)
+    overrides = ["distributed_training.distributed_world_size=1", "common.fp16=false", "dataset.num_workers=0",
+                 "task.crop_seconds=2", "task.min_sample_size=8000", "model.depth=1"]
+    trainer = trainer_for("music2vec2_base", tmp_path, overrides=overrides)
+    assert trainer.model.cfg.num_heads == 12 and len(trainer.model.blocks) == 1 and trainer.model.cfg.clone_batch == 8
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_the_conv_encoder_share_is_its_forward_and_backward_within_the_step(trainers, model):
+    trainer = trainers[model]
+    batch = demo_batches(trainer, 2, clips=2)
+    trainer.train_step([batch[0]])
+    step = training_step_flops(trainer, batch[1])["flops"]
+    sample = trainer._prepare_sample(batch[1])[0]
+    encoder = feature_encoder_flops(trainer.model, sample)
+    with torch.no_grad():
+        encoder_forward = count_flops(lambda: trainer.model.feature_extractor(sample["net_input"]["source"]))
+    assert encoder == pytest.approx(3 * encoder_forward, rel=0.05)  # backward: input and weight gradients
+    assert 0 < encoder < step
+    assert all(p.grad is None for p in trainer.model.feature_extractor.parameters())
 
 
 def test_demo_flag_adds_music2vec2_and_leaves_the_default_demo_unchanged(tmp_path):
