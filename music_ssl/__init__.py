@@ -9,7 +9,8 @@ Importing this package also
 * allows fairseq's ``Dictionary`` in ``torch.load(weights_only=True)`` (HuBERT checkpoints pickle it), so
   checkpoints load with the safe unpickler on; ``weights_only`` is never turned off,
 * installs its overrides of fairseq (``fairseq_patches``) and the ones that end a training run on an expected
-  error with one ``error: …`` line (``run_errors``).
+  error with one ``error: …`` line (``run_errors``),
+* registers the ``${job_port:…}`` config resolver (``core.job_port``: a Slurm job's rendezvous port).
 """
 import importlib
 import logging
@@ -22,7 +23,10 @@ import fairseq.examples.data2vec.models.data2vec_audio  # noqa: F401  (registers
 
 from . import fairseq_patches  # noqa: F401,E402  (atomic checkpoint copies, one music_ssl as user_dir)
 from . import run_errors  # noqa: F401,E402  (an expected error ends a training run as one line)
+from .core.job_port import register_resolver  # noqa: E402
 from .core.version import __version__  # noqa: F401
+
+register_resolver()  # ${job_port:...}: the Slurm run configs' rendezvous port, from the job id
 
 logger = logging.getLogger(__name__)
 

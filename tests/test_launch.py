@@ -37,6 +37,22 @@ def test_slurm_configs_ask_for_8_gpus_per_node_and_one_task_per_gpu(nodes):
     assert cfg.model.mask_prob == 0.65 and cfg.dataset.max_tokens == 3800000, "the model config is untouched"
 
 
+@pytest.mark.parametrize("run", ["slurm_1", "slurm_2", "slurm_4", "slurm_8", "slurm_cpu"])
+def test_a_slurm_jobs_rendezvous_port_comes_from_its_job_id(run, monkeypatch):
+    """Two multi-task jobs sharing a first node must not meet at one port: each job's port is
+    20000 + SLURM_JOB_ID mod 10000 (the same in every task and after a requeue), 29671 outside Slurm."""
+    import music_ssl  # noqa: F401  (registers the resolver, as the configs' hydra callback does in a job)
+
+    cfg = compose_with_hydra("music2vec_base", f"+run={run}")
+    ports = {}
+    for job in ("4812345", "4812346", "4822345"):
+        monkeypatch.setenv("SLURM_JOB_ID", job)
+        ports[job] = cfg.distributed_training.distributed_port  # resolved now, in the job's environment
+    assert ports == {"4812345": 22345, "4812346": 22346, "4822345": 22345}
+    monkeypatch.delenv("SLURM_JOB_ID")
+    assert cfg.distributed_training.distributed_port == 29671
+
+
 def test_one_node_slurm_is_the_papers_effective_batch():
     base = compose_with_hydra("music_hubert_base", "task.label_dir=/l", "task.label_rate=50")
     run = compose_with_hydra("music_hubert_base", "task.label_dir=/l", "task.label_rate=50", "+run=slurm_1")

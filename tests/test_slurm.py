@@ -77,9 +77,9 @@ def pretrain(model: str, data: Path, out: Path, run: str, env: dict = None) -> s
     """Start ``fairseq-hydra-train -m`` of a tiny ``model`` with ``+run=<run>`` (the launcher waits for the jobs);
     checkpoints in ``out/ckpt``, hydra's sweep (and submitit's job folder with every rank's log) in ``out/sweep``."""
     out.mkdir(parents=True, exist_ok=True)
+    port = [f"distributed_training.distributed_port={free_port()}"] if run == "local" else []  # Slurm: the job's
     args = ["fairseq-hydra-train", "-m", *tiny_args(model, data, out / "ckpt", f"+run={run}",
-                                                    f"hydra.sweep.dir={out / 'sweep'}",
-                                                    f"distributed_training.distributed_port={free_port()}",
+                                                    f"hydra.sweep.dir={out / 'sweep'}", *port,
                                                     f"optimization.max_update={MAX_UPDATE}", SMALL_BATCH, SCHEDULE,
                                                     *DETERMINISTIC, *EVERY_UPDATE)]
     with open(out / "launcher.log", "w") as log:  # the launcher's output (the job logs are in submitit's folder)
@@ -189,6 +189,7 @@ def test_two_slurm_tasks_train_as_one_gloo_group_like_submitit_local(cluster, sl
         assert f"initialized host {node} as rank {rank}" in logs[rank]
     init = {rank: re.search(r"distributed init \(rank \d\): (\S+)", logs[rank]).group(1) for rank in (0, 1)}
     assert init[0] == init[1], "one rendezvous: one process group"
+    assert init[0] == f"tcp://{node}:{20000 + int(job) % 10000}", "the rendezvous port comes from the job id"
     assert "training on 2 devices" in logs[0], "world size 2"
     assert SAVED.search(logs[0]) and not SAVED.search(logs[1]), "rank 0 alone writes checkpoints"
     assert epoch_stats(logs[0]) and not epoch_stats(logs[1]), "rank 0 alone writes the training log"
