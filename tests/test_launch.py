@@ -41,8 +41,6 @@ def test_slurm_configs_ask_for_8_gpus_per_node_and_one_task_per_gpu(nodes):
 def test_a_slurm_jobs_rendezvous_port_comes_from_its_job_id(run, monkeypatch):
     """Two multi-task jobs sharing a first node must not meet at one port: each job's port is
     20000 + SLURM_JOB_ID mod 10000 (the same in every task and after a requeue), 29671 outside Slurm."""
-    import music_ssl  # noqa: F401  (registers the resolver, as the configs' hydra callback does in a job)
-
     cfg = compose_with_hydra("music2vec_base", f"+run={run}")
     ports = {}
     for job in ("4812345", "4812346", "4822345"):
