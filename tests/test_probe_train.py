@@ -286,3 +286,17 @@ def test_cli_bad_inputs_fail_with_one_clear_line(tmp_path):
     assert errors == ["error: unknown task 'gtzan'; known tasks: csv, emomusic, giantsteps_key, gtzan_beat, "
                       "gtzan_genre, mtg_genre, mtg_instrument, mtg_moodtheme, mtg_top50, mtt_top50, nsynth_instrument, "
                       "nsynth_pitch, vocalset_singer, vocalset_technique."]
+
+
+def test_cli_sweep_with_a_bad_override_fails_with_one_clear_line(tmp_path):
+    """``music-ssl-probe -m``: hydra composes the sweep's configs; a bad override ends in one ``error:`` line (not
+    hydra's multi-line report) before any job starts."""
+    proc = subprocess.run([sys.executable, "-m", "music_ssl.cli.probe", "-m", "--config-name", "demo",
+                           f"data_root={tmp_path}", "protocol.nme=x", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith("  warnings.warn")]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert lines == ["error: Could not override 'protocol.nme'. To append to your config use +protocol.nme=x: "
+                     "Key 'nme' not in 'ProtocolConfig'"]
+    assert not (tmp_path / "sweep").exists()

@@ -20,11 +20,12 @@ into its own hydra job folder (``out_dir`` is that folder unless given); ``--gat
 """
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 from ..core.resources import PROBE_CONFIG_DIR
-from .common import emit, run_main, setup_logging
+from .common import emit, run_main
 
 DEFAULT_CONFIG_DIR = PROBE_CONFIG_DIR
 MULTIRUN_FLAGS = ("-m", "--multirun")
@@ -127,6 +128,7 @@ def multirun(args: list) -> None:
     if not any(a.startswith("out_dir=") for a in args):
         args.append(JOB_OUT_DIR)
     sys.argv = [sys.argv[0], *args]
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # a bad override or YAML reaches run_main (one line), not hydra's report
     hydra.main(config_path=None, config_name=None, version_base=None)(probe_job)()
 
 
@@ -140,9 +142,11 @@ def gather_reports(folders: list) -> dict:
 
 
 def cli() -> None:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     if any(flag in sys.argv[1:] for flag in MULTIRUN_FLAGS):
-        setup_logging()
-        return multirun(sys.argv[1:])
+        return run_main(multirun, {"args": sys.argv[1:]}, (HydraException, OmegaConfBaseException))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-dir", dest="config_dir", default=str(DEFAULT_CONFIG_DIR),
                         help="folder of probe YAMLs (default: the shipped ones, $(music-ssl-config-dir)/probe)")
@@ -163,9 +167,6 @@ def cli() -> None:
         run_main(gather_reports, {"folders": args.gather})
         return
     del args.gather
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     run_main(main, vars(args), (HydraException, OmegaConfBaseException))
 
 
