@@ -37,7 +37,8 @@ def settings_from(args: argparse.Namespace) -> TimeToQualitySettings:
                         probe_seeds=args.probe_seeds, probe_epochs=args.probe_epochs, device=args.device)
     return TimeToQualitySettings(demo=demo, seeds=tuple(args.seeds), updates=args.updates, interval=args.interval,
                                  reference_interval=args.reference_interval, timing_rounds=args.timing_rounds,
-                                 probe_layers=args.probe_layers, probe_budget_s=args.probe_budget_s, train_only=args.train_only)
+                                 probe_layers=args.probe_layers, probe_budget_s=args.probe_budget_s,
+                                 train_only=args.train_only, candidate_overrides=tuple(args.music2vec2_override))
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -67,6 +68,9 @@ def cli() -> None:
     p.add_argument("--probe-budget-s", dest="probe_budget_s", type=float, default=None,
                    help="start no new probe after this many seconds of probing per seed (finished probes are "
                         "always used; the report lists what was left out). Default: probe every checkpoint")
+    p.add_argument("--music2vec2-override", dest="music2vec2_override", action="append", default=[],
+                   metavar="KEY=VALUE", help="a hydra override of music2vec2_tiny (repeatable; a recipe variant, e.g. "
+                                             "model.clone_batch=8): its runs and report get folders of their own")
     p.add_argument("--train-only", dest="train_only", action="store_true",
                    help="run the training stages and stop (train the next seed while another process probes)")
     p.add_argument("--n-pieces", dest="n_pieces", type=int, default=400, help="corpus pieces (the demo's 400)")

@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from music_ssl.core.atomic import atomic_path, write_text_atomic
+from music_ssl.core.fingerprint import data_sha256
 from music_ssl.core.resources import PRETRAIN_CONFIG_DIR, PROBE_CONFIG_DIR
 from music_ssl.demo.pipeline import DemoSettings, Stage, train_stage
 from music_ssl.demo.report import read_training_log
@@ -100,19 +101,28 @@ def log_interval_for(interval: int) -> int:
     return max(d for d in range(1, target + 1) if interval % d == 0)
 
 
-def run_name(model: str, seed: int) -> str:
-    return f"ttq_{model}_seed{seed}"
+def variant_tag(overrides=()) -> str:
+    """``""`` for a model's shipped tiny config, else ``_v`` + 8 hex digits of its extra hydra ``overrides`` (a
+    recipe variant gets folders of its own, so the shipped runs are kept)."""
+    return f"_v{data_sha256(' '.join(overrides))[:8]}" if overrides else ""
 
 
-def training_stage(settings: DemoSettings, model: str, seed: int, updates: int, interval: int) -> Stage:
-    """The demo's training stage of ``model``'s tiny config with training seed ``seed`` (the corpus keeps
-    ``settings.seed``), saving every ``interval`` updates and at epoch ends, all kept; folder
-    ``<out_dir>/checkpoints/ttq_<model>_seed<seed>``."""
-    overrides = [f"checkpoint.save_interval_updates={interval}", "checkpoint.keep_interval_updates=-1",
-                 "checkpoint.no_epoch_checkpoints=false", f"common.log_interval={log_interval_for(interval)}",
-                 *CROP_READING]
-    return train_stage(replace(settings, seed=seed), run_name(model, seed), f"{model} tiny pretraining, seed {seed}",
-                       MODELS[model], updates, overrides, ("manifest",), seeded_masks=SEEDED_MASKS[model])
+def run_name(model: str, seed: int, overrides=()) -> str:
+    return f"ttq_{model}{variant_tag(overrides)}_seed{seed}"
+
+
+def training_stage(settings: DemoSettings, model: str, seed: int, updates: int, interval: int,
+                   overrides=()) -> Stage:
+    """The demo's training stage of ``model``'s tiny config (with hydra ``overrides`` after ours) with training
+    seed ``seed`` (the corpus keeps ``settings.seed``), saving every ``interval`` updates and at epoch ends, all
+    kept; folder ``<out_dir>/checkpoints/<run_name>``."""
+    ours = [f"checkpoint.save_interval_updates={interval}", "checkpoint.keep_interval_updates=-1",
+            "checkpoint.no_epoch_checkpoints=false", f"common.log_interval={log_interval_for(interval)}",
+            *CROP_READING]
+    variant = f" ({' '.join(overrides)})" if overrides else ""
+    return train_stage(replace(settings, seed=seed), run_name(model, seed, overrides),
+                       f"{model}{variant} tiny pretraining, seed {seed}", MODELS[model], updates,
+                       [*ours, *overrides], ("manifest",), seeded_masks=SEEDED_MASKS[model])
 
 
 def checkpoint_state(path: Path) -> tuple[int, float]:
@@ -327,11 +337,11 @@ def interleaved_step_seconds(trainers: dict, samples: dict, rounds: int = 3, ste
 
 
 def compute_costs(manifest_dir: Path, models=tuple(MODELS), seed: int = 1, timing_rounds: int = 3,
-                  timing_steps: int = 5) -> dict[str, dict]:
+                  timing_steps: int = 5, overrides: dict | None = None) -> dict[str, dict]:
     """Per model: FLOPs per update and per audio-second (one demo-sized batch, second step: the first builds the
     EMA teacher), the conv feature encoder's share of them (:func:`feature_encoder_flops`) and seconds per update
-    measured interleaved with the other models."""
-    trainers = {m: trainer_for(MODELS[m], manifest_dir, seed) for m in models}
+    measured interleaved with the other models. ``overrides``: model -> hydra overrides of its tiny config."""
+    trainers = {m: trainer_for(MODELS[m], manifest_dir, seed, (overrides or {}).get(m, ())) for m in models}
     samples = {m: demo_batches(t, 4) for m, t in trainers.items()}
     costs = {}
     for m, trainer in trainers.items():
@@ -488,6 +498,8 @@ class TimeToQualitySettings:
         probe_budget_s: start no new probe after this many seconds of probing per seed (None: probe every
             checkpoint); probes made earlier are always used, and the checkpoints left unprobed are listed.
         train_only: run the training stages and stop (e.g. the next seed's runs while this one is probed).
+        candidate_overrides: hydra overrides of the candidate's tiny config (a recipe variant, e.g.
+            ``model.clone_batch=8``): its runs and the report get folders of their own (:func:`variant_tag`).
     """
 
     demo: DemoSettings = field(default_factory=DemoSettings)
@@ -501,10 +513,15 @@ class TimeToQualitySettings:
     probe_layers: str | None = None
     probe_budget_s: float | None = None
     train_only: bool = False
+    candidate_overrides: tuple[str, ...] = ()
+
+    def overrides(self, model: str) -> tuple[str, ...]:
+        """The hydra overrides of ``model``'s runs: the candidate's variant, none for the reference."""
+        return self.candidate_overrides if model == self.models[-1] else ()
 
     @property
     def out(self) -> Path:
-        return Path(self.demo.out_dir) / "time_to_quality"
+        return Path(self.demo.out_dir) / f"time_to_quality{variant_tag(self.candidate_overrides)}"
 
 
 def quick_settings(out_dir: Path) -> TimeToQualitySettings:
@@ -521,11 +538,11 @@ def train_all(t: TimeToQualitySettings, seeds=None) -> dict[tuple[str, int], str
 
     stages = [corpus_stage(t.demo), manifest_stage(t.demo)]
     runs = [(m, seed) for seed in (t.seeds if seeds is None else seeds) for m in t.models]
-    stages += [training_stage(t.demo, m, seed, t.updates, t.interval) for m, seed in runs]
+    stages += [training_stage(t.demo, m, seed, t.updates, t.interval, t.overrides(m)) for m, seed in runs]
     runner = StageRunner(Path(t.demo.out_dir), len(stages))
     for stage in stages:
         runner.run(stage)
-    return {run: runner.keys[run_name(*run)] for run in runs}
+    return {(m, seed): runner.keys[run_name(m, seed, t.overrides(m))] for m, seed in runs}
 
 
 def probe_order(points_by_run: dict, t: TimeToQualitySettings) -> list[tuple]:
@@ -547,12 +564,12 @@ def probe_order(points_by_run: dict, t: TimeToQualitySettings) -> list[tuple]:
 def probe_all(t: TimeToQualitySettings, keys: dict) -> dict[int, dict[str, list[Point]]]:
     """seed -> model -> probed points (every saved checkpoint at a multiple of ``interval``; the reference model's
     at multiples of ``reference_interval``), probed in :func:`probe_order`."""
-    points_by_run = {run: saved_points(Path(t.demo.out_dir) / "checkpoints" / run_name(*run), t.interval, t.updates)
-                     for run in keys}
+    points_by_run = {(m, seed): saved_points(Path(t.demo.out_dir) / "checkpoints" / run_name(m, seed, t.overrides(m)),
+                                             t.interval, t.updates) for m, seed in keys}
     start, skipped = time.perf_counter(), []
     for (model, seed), point in probe_order(points_by_run, t):
         layers = t.probe_layers or "all+sum"
-        out = Path(t.demo.out_dir) / "probe" / run_name(model, seed) / f"update{point.updates}_{layers}"
+        out = Path(t.demo.out_dir) / "probe" / run_name(model, seed, t.overrides(model)) / f"update{point.updates}_{layers}"
         key = f"{keys[(model, seed)]}:{point.updates}:{layers}"
         if t.probe_budget_s is not None and time.perf_counter() - start > t.probe_budget_s:
             point.scores = cached_scores(out, key) or {}
@@ -616,6 +633,7 @@ def report_text(t: TimeToQualitySettings, results: dict) -> str:
         f"config/probe/demo.yaml (z-scored MuLaP MLP, {t.demo.probe_seeds} probe seeds, layers "
         f"`{t.probe_layers or 'all+sum'}`, test score of the state chosen on validation, mean ± 95% CI). Wall time: fairseq's training time at each "
         "save (validation and saving included); step time: the summed `train_wall` of its json log.", "",
+        *([f"music2vec2's recipe variant: `{' '.join(t.candidate_overrides)}`.", ""] if t.candidate_overrides else []),
         f"Rule: {results['rule']}.", "", markdown_table(results), "", "## Compute per update", "",
         "FLOPs of one training step (Trainer.train_step: forward + backward + EMA teacher; torch FlopCounterMode: "
         "matmuls and convolutions) on one demo-sized batch; seconds per update timed interleaved in one process.",
@@ -641,7 +659,8 @@ def run_benchmark(t: TimeToQualitySettings) -> dict:
     for seed in t.seeds:  # seed by seed: a run cut short still leaves whole seeds probed
         curves.update(probe_all(t, train_all(t, (seed,))))
     logger.info("FLOPs and interleaved seconds per update")
-    costs = compute_costs(t.demo.out_dir / "manifest", t.models, t.seeds[0], t.timing_rounds, t.timing_steps)
+    costs = compute_costs(t.demo.out_dir / "manifest", t.models, t.seeds[0], t.timing_rounds, t.timing_steps,
+                          {m: t.overrides(m) for m in t.models})
     results = summarise(t, curves, costs)
     t.out.mkdir(parents=True, exist_ok=True)
     write_json(t.out / "results.json", results)
