@@ -97,12 +97,12 @@ def test_training_stage_saves_every_interval_with_the_run_seed_and_keeps_the_cor
 def test_a_recipe_variant_of_the_candidate_gets_runs_and_a_report_of_its_own(tmp_path):
     from music_ssl.demo.time_to_quality import TimeToQualitySettings, variant_tag
 
-    t = TimeToQualitySettings(demo=DemoSettings(out_dir=tmp_path), candidate_overrides=("model.clone_batch=8",))
-    assert t.overrides("music2vec") == () and t.overrides("music2vec2") == ("model.clone_batch=8",)
+    t = TimeToQualitySettings(demo=DemoSettings(out_dir=tmp_path), candidate_overrides=("model.clone_batch=2",))
+    assert t.overrides("music2vec") == () and t.overrides("music2vec2") == ("model.clone_batch=2",)
     tag = variant_tag(t.candidate_overrides)
     assert tag.startswith("_v") and len(tag) == 10 and tag != variant_tag(("model.clone_batch=4",))
     stage = training_stage(t.demo, "music2vec2", 1, 1000, 100, t.overrides("music2vec2"))
-    assert stage.command[-1] == "model.clone_batch=8"  # after ours: the variant wins
+    assert stage.command[-1] == "model.clone_batch=2"  # after ours: the variant wins
     assert stage.workdir == tmp_path / "checkpoints" / f"ttq_music2vec2{tag}_seed1"
     assert training_stage(t.demo, "music2vec", 1, 1000, 100).workdir.name == "ttq_music2vec_seed1"  # shared
     assert t.out == tmp_path / f"time_to_quality{tag}"
