@@ -3,7 +3,8 @@
 Each arm builds fairseq's real Trainer (optimizer, fp16/bf16 handling, EMA) from a config of
 config/pretrain, feeds it batches made by the real dataset from synthetic audio, and times
 ``trainer.train_step`` (data loading excluded: fairseq does it in worker processes). FLOPs per step are
-counted with ``torch.utils.flop_counter`` (see ``step_flops``); MFU = FLOP/s ÷ peak (989 TFLOP/s, H100 bf16 dense).
+counted with ``torch.utils.flop_counter`` over one real step (``training_step_flops``, shared with the
+time-to-quality benchmark); MFU = FLOP/s ÷ peak (989 TFLOP/s, H100 bf16 dense).
 
     python benchmarks/train_throughput.py                       # GPU: base models, 30-s and mixed 4-30 s clips
     python benchmarks/train_throughput.py --preset tiny --steps 3 --clips 8   # CPU smoke run
@@ -28,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import music_ssl  # noqa: E402,F401
+from music_ssl.demo.time_to_quality import demo_batches, training_step_flops  # noqa: E402
 from music_ssl.tasks import fields_beyond_stock  # noqa: E402
 
 PEAK_FLOPS = 989e12  # H100 SXM bf16 dense
@@ -93,28 +95,6 @@ def arm_config(family: str, preset: str, stock: bool, data: Path, max_tokens: in
     return OmegaConf.create(cfg)
 
 
-def batches(task, max_tokens: int, steps: int):
-    """Collated training batches from the real dataset (cycled)."""
-    task.load_dataset("train")
-    dataset = task.dataset("train")
-    groups = dataset.batch_by_size(dataset.ordered_indices(), max_tokens=max_tokens, required_batch_size_multiple=1)
-    return [dataset.collater([dataset[i] for i in groups[s % len(groups)]]) for s in range(steps)]
-
-
-def step_flops(trainer, sample) -> float:
-    """Model FLOPs of one training step: 3 x the trained forward (forward + backward) + the rest once
-    (data2vec's no-grad EMA teacher, the loss heads), counted by torch's FLOP counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    sample = trainer._prepare_sample(sample)[0]
-    model, criterion = trainer.model, trainer.criterion
-    with torch.no_grad(), FlopCounterMode(display=False) as whole:
-        criterion(model, sample)
-    with torch.no_grad(), FlopCounterMode(display=False) as student:
-        model(**sample["net_input"], features_only=True)
-    return 3 * student.get_total_flops() + (whole.get_total_flops() - student.get_total_flops())
-
-
 def run_arm(cfg, steps: int, warmup: int) -> dict:
     """Time ``steps`` train steps after ``warmup``; returns audio-s/s, ms/step and MFU."""
     from fairseq import tasks
@@ -123,14 +103,15 @@ def run_arm(cfg, steps: int, warmup: int) -> dict:
     task = tasks.setup_task(cfg.task)
     model, criterion = task.build_model(cfg.model), task.build_criterion(cfg.criterion)
     trainer = Trainer(cfg, task, model, criterion)
-    samples = batches(task, cfg.dataset.max_tokens, warmup + steps)
+    samples = demo_batches(trainer, warmup + steps + 1, full_only=False)  # fairseq's batches, cycled
     for sample in samples[:warmup]:
         trainer.train_step([sample])
-    flops = step_flops(trainer, samples[warmup])
+    flops = training_step_flops(trainer, samples[warmup])["flops"]  # one more update, not timed
+    samples = samples[warmup + 1:]
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     sync()
     start, audio = time.perf_counter(), 0.0
-    for sample in samples[warmup:]:
+    for sample in samples:
         trainer.train_step([sample])
         audio += sample["net_input"]["source"].numel() / 16000  # cropped batches hold no padding
     sync()

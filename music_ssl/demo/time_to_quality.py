@@ -250,9 +250,10 @@ def trainer_for(config: str, manifest_dir: Path, seed: int = 1, overrides=(), cp
     return Trainer(cfg, task, model, criterion)
 
 
-def demo_batches(trainer, count: int, clips: int | None = None) -> list[dict]:
+def demo_batches(trainer, count: int, clips: int | None = None, full_only: bool = True) -> list[dict]:
     """``count`` collated training batches of the demo size (``dataset.max_tokens``) from the real dataset, or of
-    ``clips`` clips each; cycled over the dataset's batches."""
+    ``clips`` clips each; cycled over the dataset's batches. ``full_only``: only the batches with the most clips
+    (False: every batch fairseq makes, e.g. of a corpus of mixed lengths)."""
     task = trainer.task
     task.load_dataset("train")
     dataset = task.dataset("train")
@@ -260,7 +261,8 @@ def demo_batches(trainer, count: int, clips: int | None = None) -> list[dict]:
     if clips is None:
         groups = dataset.batch_by_size(order, max_tokens=trainer.cfg.dataset.max_tokens,
                                        required_batch_size_multiple=1)
-        groups = [g for g in groups if len(g) == max(len(h) for h in groups)] or groups  # full batches
+        if full_only:
+            groups = [g for g in groups if len(g) == max(len(h) for h in groups)]
     else:
         groups = [order[i: i + clips] for i in range(0, len(order) - clips + 1, clips)]
     return [dataset.collater([dataset[int(i)] for i in groups[k % len(groups)]]) for k in range(count)]
